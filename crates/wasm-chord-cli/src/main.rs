@@ -1,0 +1,2 @@
+//! `wasmchord`: the command-line tool of wasm-chord.
+fn main() {}

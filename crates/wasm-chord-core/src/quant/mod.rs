@@ -1,0 +1,1 @@
+//! ggml quantization blocks with scalar reference `dequantize` and `quantize`.
