@@ -6,48 +6,44 @@
 //! (default 32), then the tensor data section.
 //!
 //! Every file is hostile until validated; see [`GgufError`] for the classes of
-//! damage the reader rejects.
+//! damage the reader rejects. [`parse_header`] reads and validates the header
+//! from a prefix of a file (a browser can parse the first bytes of a streamed
+//! file), [`GgufFile`] owns a whole file (memory-mapped natively) and hands out
+//! tensor data, and [`GgufWriter`] writes files for tests and tools.
+//!
+//! Strings must be valid UTF-8 ([`GgufError::InvalidUtf8`]): llama.cpp does not
+//! check, but every vocabulary file shipped with llama.cpp is valid UTF-8, so a
+//! file that is not is treated as damaged rather than converted lossily.
 
+mod cursor;
+mod error;
+mod file;
+mod header;
+mod limits;
+mod read_meta;
 mod value;
+mod writer;
 
+pub use error::GgufError;
+pub use file::GgufFile;
+pub use header::{parse_header, GgufHeader};
+pub use limits::{
+    MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_DIMS, MAX_KEY_LEN, MAX_METADATA_BYTES, MAX_STRING_LEN,
+    MAX_TENSOR_NAME_LEN,
+};
 pub use value::{Array, Metadata, Value, ValueType};
+pub use writer::GgufWriter;
 
 use crate::GgmlType;
 
 /// Default alignment of the data section and of every tensor's data.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 
-/// Errors reading or writing GGUF files and looking up metadata.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GgufError {
-    /// An I/O error opening or mapping the file.
-    #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
-    /// A metadata key that the caller requires is absent.
-    #[error("metadata key `{0}` is missing")]
-    MissingKey(String),
-    /// A metadata key holds a value of another type than the caller expects.
-    #[error("metadata key `{key}` has type {}, expected {}", found.name(), expected.name())]
-    WrongType {
-        /// The key looked up.
-        key: String,
-        /// The type the caller asked for.
-        expected: ValueType,
-        /// The type stored in the file.
-        found: ValueType,
-    },
-    /// A metadata array holds elements of another type than the caller expects.
-    #[error("metadata array `{key}` has elements of type {}, expected {}", found.name(), expected.name())]
-    WrongArrayType {
-        /// The key looked up.
-        key: String,
-        /// The element type the caller asked for.
-        expected: ValueType,
-        /// The element type stored in the file.
-        found: ValueType,
-    },
-}
+/// The four magic bytes every GGUF file starts with.
+pub const MAGIC: [u8; 4] = *b"GGUF";
+
+/// The metadata key holding the alignment (a `u32` power of two).
+pub const ALIGNMENT_KEY: &str = "general.alignment";
 
 /// Where one tensor lives and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +60,11 @@ pub struct TensorInfo {
 
 impl TensorInfo {
     /// Number of elements (product of dims).
+    ///
+    /// Validated readers guarantee this does not overflow; for hand-built
+    /// infos it saturates.
     pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.dims.iter().fold(1u64, |acc, &d| acc.saturating_mul(d))
     }
 
     /// Bytes of tensor data. Validated readers guarantee this does not

@@ -299,6 +299,12 @@ impl Metadata {
         }
     }
 
+    /// Appends `key` without looking for an existing entry; the reader has
+    /// already rejected duplicates with a hash set.
+    pub(crate) fn push_unique(&mut self, key: String, value: Value) {
+        self.entries.push((key, value));
+    }
+
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let i = self.entries.iter().position(|(k, _)| k == key)?;
@@ -332,7 +338,8 @@ impl Metadata {
 
     /// The value of `key`, or [`GgufError::MissingKey`].
     pub fn require(&self, key: &str) -> Result<&Value, GgufError> {
-        self.get(key).ok_or_else(|| GgufError::MissingKey(key.to_owned()))
+        self.get(key)
+            .ok_or_else(|| GgufError::MissingKey(key.to_owned()))
     }
 
     scalar_getter!(
@@ -389,7 +396,8 @@ impl Metadata {
     /// `*.context_length` are written as u32 by some tools and u64 by others).
     pub fn get_count(&self, key: &str) -> Result<u64, GgufError> {
         let v = self.require(key)?;
-        v.as_u64().ok_or_else(|| wrong(key, ValueType::U64, v.value_type()))
+        v.as_u64()
+            .ok_or_else(|| wrong(key, ValueType::U64, v.value_type()))
     }
 
     array_getter!(
@@ -426,15 +434,25 @@ mod tests {
         assert_eq!(m.get_count("a.u32").unwrap(), 7);
         assert!(matches!(
             m.get_u64("a.u32"),
-            Err(GgufError::WrongType { expected: ValueType::U64, found: ValueType::U32, .. })
+            Err(GgufError::WrongType {
+                expected: ValueType::U64,
+                found: ValueType::U32,
+                ..
+            })
         ));
         assert!(matches!(m.get_str("nope"), Err(GgufError::MissingKey(k)) if k == "nope"));
         assert_eq!(m.get_f32_array("a.scores").unwrap(), &[1.0, 2.0]);
         assert!(matches!(
             m.get_i32_array("a.scores"),
-            Err(GgufError::WrongArrayType { found: ValueType::F32, .. })
+            Err(GgufError::WrongArrayType {
+                found: ValueType::F32,
+                ..
+            })
         ));
-        assert!(matches!(m.get_count("a.str"), Err(GgufError::WrongType { .. })));
+        assert!(matches!(
+            m.get_count("a.str"),
+            Err(GgufError::WrongType { .. })
+        ));
     }
 
     #[test]
