@@ -1,2 +1,54 @@
-//! `wasmchord`: the command-line tool of wasm-chord.
-fn main() {}
+//! `wasmchord`: run GGUF language models on CPU, GPU and in the browser.
+//!
+//! Each subcommand lives in its own module under `cmd/`.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Run GGUF language models anywhere: CPU, GPU, WebGPU, browser.
+///
+/// Commands that take `-m MODEL` use the default model (Gemma 3 270M Q4_K_M)
+/// when it is omitted, fetching it into the cache on first use
+/// (see `wasmchord pull --help`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "wasmchord",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show a GGUF file's metadata and tensor table (like gguf-dump).
+    Inspect(cmd::inspect::InspectArgs),
+    /// Fetch a known model into the local cache and print its path.
+    Pull(cmd::pull::PullArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Pull(a) => cmd::pull::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(e.as_ref());
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

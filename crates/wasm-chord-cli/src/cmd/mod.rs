@@ -1,0 +1,8 @@
+//! The subcommands, one module each, plus what they share.
+
+pub mod inspect;
+pub mod model_arg;
+pub mod pull;
+
+/// What every subcommand returns.
+pub type CmdResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
