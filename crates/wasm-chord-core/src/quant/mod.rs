@@ -540,6 +540,56 @@ mod tests {
     }
 
     #[test]
+    fn hostile_values_never_panic() {
+        // Arbitrary bytes (NaN/inf scales included) and non-finite or huge
+        // floats must not trip overflow checks or indexing anywhere.
+        let mut bytes = vec![0u8; 4096];
+        let mut s = 0x2545_f491u32;
+        for b in bytes.iter_mut() {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            *b = (s >> 24) as u8;
+        }
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            -f32::INFINITY,
+            f32::MAX,
+            -f32::MAX,
+            1e30,
+            0.0,
+        ];
+        let mut x = random_f32(1024, 5);
+        for (i, v) in x.iter_mut().enumerate().step_by(7) {
+            *v = specials[i % specials.len()];
+        }
+        let zeros = vec![0f32; 1024];
+        for ty in GgmlType::ALL.into_iter().filter(|t| can_dequantize(*t)) {
+            let n = 1024 / ty.block_size() * ty.type_size();
+            let mut out = vec![0f32; 1024];
+            dequantize(ty, &bytes[..n], &mut out).unwrap();
+            if can_quantize(ty) {
+                let mut q = vec![0u8; n];
+                quantize(ty, &x, &mut q).unwrap();
+                dequantize(ty, &q, &mut out).unwrap();
+                quantize(ty, &zeros, &mut q).unwrap();
+                dequantize(ty, &q, &mut out).unwrap();
+                assert!(out.iter().all(|&v| v == 0.0), "{ty}: zeros round trip");
+            }
+        }
+        let w: Vec<BlockQ4K> = bytes[..144 * 4]
+            .chunks_exact(144)
+            .map(BlockQ4K::read)
+            .collect();
+        let a: Vec<BlockQ8K> = bytes[..292 * 4]
+            .chunks_exact(292)
+            .map(BlockQ8K::read)
+            .collect();
+        let _ = BlockQ4K::vec_dot(1024, &w, &a).unwrap();
+    }
+
+    #[test]
     fn blocks_round_trip_through_bytes_at_any_alignment() {
         let x = random_f32(256, 4);
         let mut bytes = [0u8; 1 + 144];
