@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::ops::Range;
 
 use super::cursor::Cursor;
-use super::limits::{MAX_DIMS, MAX_TENSOR_NAME_LEN};
+use super::limits::{Limits, MAX_DIMS, MAX_TENSOR_NAME_LEN};
 use super::read_meta::read_metadata;
 use super::{GgufError, Metadata, TensorInfo, Value, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC};
 use crate::GgmlType;
@@ -58,6 +58,15 @@ impl GgufHeader {
 /// its header gives [`GgufError::UnexpectedEof`]. Tensor data need not be in
 /// the prefix, but its placement is checked against `file_len`.
 pub fn parse_header(prefix: &[u8], file_len: u64) -> Result<GgufHeader, GgufError> {
+    parse_header_with_limits(prefix, file_len, &Limits::default())
+}
+
+/// [`parse_header`] with other caps on metadata (tighter for a browser, say).
+pub fn parse_header_with_limits(
+    prefix: &[u8],
+    file_len: u64,
+    limits: &Limits,
+) -> Result<GgufHeader, GgufError> {
     let mut cur = Cursor::new(prefix, file_len);
     let magic: [u8; 4] = cur.array()?;
     if magic != MAGIC {
@@ -77,7 +86,7 @@ pub fn parse_header(prefix: &[u8], file_len: u64) -> Result<GgufHeader, GgufErro
             remaining: cur.remaining_in_file(),
         });
     }
-    let metadata = read_metadata(&mut cur, n_kv)?;
+    let metadata = read_metadata(&mut cur, n_kv, limits)?;
     let alignment = alignment_of(&metadata)?;
     let tensors = read_tensor_infos(&mut cur, n_tensors, n_tensors_offset)?;
 

@@ -21,3 +21,32 @@ pub const MAX_METADATA_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Most dimensions of a tensor (`GGML_MAX_DIMS`).
 pub const MAX_DIMS: u32 = 4;
+
+/// The caps [`parse_header_with_limits`](super::parse_header_with_limits)
+/// applies; [`Limits::default`] holds the constants of this module, which
+/// [`parse_header`](super::parse_header) and [`GgufFile`](super::GgufFile) use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest metadata key, in bytes.
+    pub max_key_len: u64,
+    /// Longest string value, in bytes.
+    pub max_string_len: u64,
+    /// Most elements in one metadata array.
+    pub max_array_len: u64,
+    /// Deepest nesting of arrays of arrays.
+    pub max_array_depth: usize,
+    /// Most memory the parsed metadata may take, in bytes.
+    pub max_metadata_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_key_len: MAX_KEY_LEN,
+            max_string_len: MAX_STRING_LEN,
+            max_array_len: MAX_ARRAY_LEN,
+            max_array_depth: MAX_ARRAY_DEPTH,
+            max_metadata_bytes: MAX_METADATA_BYTES,
+        }
+    }
+}

@@ -26,10 +26,10 @@ mod writer;
 
 pub use error::GgufError;
 pub use file::GgufFile;
-pub use header::{parse_header, GgufHeader};
+pub use header::{parse_header, parse_header_with_limits, GgufHeader};
 pub use limits::{
-    MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_DIMS, MAX_KEY_LEN, MAX_METADATA_BYTES, MAX_STRING_LEN,
-    MAX_TENSOR_NAME_LEN,
+    Limits, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_DIMS, MAX_KEY_LEN, MAX_METADATA_BYTES,
+    MAX_STRING_LEN, MAX_TENSOR_NAME_LEN,
 };
 pub use value::{Array, Metadata, Value, ValueType};
 pub use writer::GgufWriter;

@@ -4,9 +4,7 @@
 use std::collections::HashSet;
 
 use super::cursor::Cursor;
-use super::limits::{
-    MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_KEY_LEN, MAX_METADATA_BYTES, MAX_STRING_LEN,
-};
+use super::limits::Limits;
 use super::{Array, GgufError, Metadata, Value, ValueType};
 
 /// Bytes the smallest key/value pair takes in a file: key length, one key
@@ -17,18 +15,19 @@ const MIN_KV_BYTES: u64 = 8 + 1 + 4 + 1;
 const ENTRY_OVERHEAD: u64 = 64;
 const STRING_OVERHEAD: u64 = std::mem::size_of::<String>() as u64;
 
-/// Tracks the memory the parsed metadata takes against [`MAX_METADATA_BYTES`].
-struct Budget {
+/// The caps in force and the memory the parsed metadata takes so far.
+struct Budget<'l> {
+    limits: &'l Limits,
     used: u64,
 }
 
-impl Budget {
+impl Budget<'_> {
     fn charge(&mut self, key: &str, bytes: u64) -> Result<(), GgufError> {
         self.used = self.used.saturating_add(bytes);
-        if self.used > MAX_METADATA_BYTES {
+        if self.used > self.limits.max_metadata_bytes {
             return Err(GgufError::MetadataTooLarge {
                 key: key.to_owned(),
-                max: MAX_METADATA_BYTES,
+                max: self.limits.max_metadata_bytes,
             });
         }
         Ok(())
@@ -36,7 +35,11 @@ impl Budget {
 }
 
 /// Reads `n_kv` key/value pairs.
-pub(crate) fn read_metadata(cur: &mut Cursor<'_>, n_kv: u64) -> Result<Metadata, GgufError> {
+pub(crate) fn read_metadata(
+    cur: &mut Cursor<'_>,
+    n_kv: u64,
+    limits: &Limits,
+) -> Result<Metadata, GgufError> {
     let offset = cur.pos().saturating_sub(8);
     if n_kv.saturating_mul(MIN_KV_BYTES) > cur.remaining_in_file() {
         return Err(GgufError::CountExceedsFile {
@@ -48,15 +51,15 @@ pub(crate) fn read_metadata(cur: &mut Cursor<'_>, n_kv: u64) -> Result<Metadata,
     }
     let mut meta = Metadata::new();
     let mut seen: HashSet<String> = HashSet::new();
-    let mut budget = Budget { used: 0 };
+    let mut budget = Budget { limits, used: 0 };
     for _ in 0..n_kv {
         let key_offset = cur.pos();
         let len = cur.u64()?;
-        if len > MAX_KEY_LEN {
+        if len > limits.max_key_len {
             return Err(GgufError::KeyTooLong {
                 offset: key_offset,
                 len,
-                max: MAX_KEY_LEN,
+                max: limits.max_key_len,
             });
         }
         if len == 0 {
@@ -101,15 +104,20 @@ fn utf8(
 }
 
 /// Reads a string value (length-prefixed) of metadata `key`.
-fn read_string(cur: &mut Cursor<'_>, key: &str, budget: &mut Budget) -> Result<String, GgufError> {
+fn read_string(
+    cur: &mut Cursor<'_>,
+    key: &str,
+    budget: &mut Budget<'_>,
+) -> Result<String, GgufError> {
     let offset = cur.pos();
     let len = cur.u64()?;
-    if len > MAX_STRING_LEN {
+    let max = budget.limits.max_string_len;
+    if len > max {
         return Err(GgufError::StringTooLong {
             key: key.to_owned(),
             offset,
             len,
-            max: MAX_STRING_LEN,
+            max,
         });
     }
     budget.charge(key, STRING_OVERHEAD + len)?;
@@ -133,7 +141,7 @@ fn read_value(
     cur: &mut Cursor<'_>,
     key: &str,
     ty: ValueType,
-    budget: &mut Budget,
+    budget: &mut Budget<'_>,
 ) -> Result<Value, GgufError> {
     Ok(match ty {
         ValueType::U8 => Value::U8(cur.u8()?),
@@ -187,17 +195,18 @@ fn read_array(
     cur: &mut Cursor<'_>,
     key: &str,
     depth: usize,
-    budget: &mut Budget,
+    budget: &mut Budget<'_>,
 ) -> Result<Array, GgufError> {
     let type_offset = cur.pos();
     let ty = value_type(cur.u32()?, key, type_offset)?;
     let count_offset = cur.pos();
     let count = cur.u64()?;
-    if count > MAX_ARRAY_LEN {
+    let max = budget.limits.max_array_len;
+    if count > max {
         return Err(GgufError::ArrayTooLong {
             key: key.to_owned(),
             len: count,
-            max: MAX_ARRAY_LEN,
+            max,
         });
     }
     let (file_size, mem_size) = element_sizes(ty);
@@ -242,10 +251,11 @@ fn read_array(
             Array::String(v)
         }
         ValueType::Array => {
-            if depth >= MAX_ARRAY_DEPTH {
+            let max = budget.limits.max_array_depth;
+            if depth >= max {
                 return Err(GgufError::NestingTooDeep {
                     key: key.to_owned(),
-                    max: MAX_ARRAY_DEPTH,
+                    max,
                 });
             }
             let mut v = Vec::with_capacity(cap(12));
