@@ -120,7 +120,8 @@ fn read_string(
             max,
         });
     }
-    budget.charge(key, STRING_OVERHEAD + len)?;
+    // The `String` itself is charged by its entry or its array.
+    budget.charge(key, len)?;
     utf8(cur, len, || format!("value of `{key}`"))
 }
 
