@@ -17,5 +17,6 @@
 pub mod ggml_type;
 pub mod gguf;
 pub mod quant;
+pub mod tokenizer;
 
 pub use ggml_type::GgmlType;
