@@ -9,11 +9,11 @@
 //! - [`ggml_type`]: the ggml tensor types with their block geometry.
 //! - [`quant`]: `#[repr(C)]` quantization blocks with scalar reference
 //!   `dequantize` and `quantize` following llama.cpp.
-//!
-//! Later work adds the tokenizer and the `Backend` contract that every compute
-//! backend implements.
+//! - [`tokenizer`]: text to token ids and back, built from GGUF metadata.
+//! - [`backend`]: the `Backend` contract every compute backend implements.
 #![warn(missing_docs)]
 
+pub mod backend;
 pub mod ggml_type;
 pub mod gguf;
 pub mod quant;

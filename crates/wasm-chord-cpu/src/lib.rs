@@ -1,14 +1,310 @@
 //! # wasm-chord-cpu
 //!
-//! The CPU backend of wasm-chord. It will implement the `Backend` contract from
-//! `wasm-chord-core` with:
+//! The CPU backend of wasm-chord: [`CpuBackend`] implements the `Backend`
+//! contract of `wasm-chord-core`.
 //!
-//! - quantized matrix-vector and matrix-matrix kernels reading weights straight
-//!   from the memory-mapped GGUF file, with activations quantized once per
-//!   matmul (Q8_0 / Q8_K) and integer dot products;
-//! - SIMD paths chosen at run time (AVX2+FMA, AVX-512/VNNI, NEON, wasm
-//!   `simd128`), each with a scalar twin it is tested against;
-//! - a thread pool sized so two cores stay busy on small matrices.
+//! Today it is the straightforward reference implementation: weights stay in
+//! their GGUF type and are read straight from the memory-mapped file; each
+//! matmul quantizes its activations once per row into the block type
+//! llama.cpp pairs with the weight type (Q8_0, Q8_1, Q8_K, f32, f16), then
+//! takes scalar block dot products (`wasm_chord_core::quant::GgmlBlock::vec_dot`)
+//! row by row, so no weight matrix is ever expanded to f32 in memory. Rows are
+//! spread over threads with rayon.
 //!
-//! Until then it holds nothing beyond this description.
+//! It will grow SIMD kernels chosen at run time (AVX2+FMA, AVX-512/VNNI,
+//! NEON, wasm `simd128`), each tested against these scalar twins.
 #![warn(missing_docs)]
+
+mod attention;
+mod matmul;
+mod ops;
+
+use wasm_chord_core::backend::{
+    AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, TensorBytes,
+};
+use wasm_chord_core::gguf::TensorInfo;
+use wasm_chord_core::GgmlType;
+
+pub use matmul::MATMUL_TYPES;
+
+/// The CPU backend.
+#[derive(Debug, Default, Clone)]
+pub struct CpuBackend {
+    _private: (),
+}
+
+impl CpuBackend {
+    /// A CPU backend using rayon's global thread pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// A weight on the CPU: a view of the file's bytes in their GGUF type.
+/// f32 vectors (norm weights, biases) are also kept decoded.
+#[derive(Debug, Clone)]
+pub struct CpuWeight {
+    ty: GgmlType,
+    /// Values per row (GGUF dim 0).
+    cols: usize,
+    /// Number of rows (product of the other dims).
+    rows: usize,
+    data: TensorBytes,
+    f32_values: Option<Vec<f32>>,
+}
+
+impl CpuWeight {
+    /// The stored type.
+    pub fn ggml_type(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Values per row.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn f32s(&self, op: &'static str) -> Result<&[f32]> {
+        self.f32_values
+            .as_deref()
+            .ok_or(BackendError::UnsupportedType {
+                backend: "cpu",
+                op,
+                ty: self.ty,
+            })
+    }
+}
+
+fn shape(op: &'static str, detail: String) -> BackendError {
+    BackendError::Shape { op, detail }
+}
+
+fn need(op: &'static str, what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(shape(op, format!("{what} has {have} values, needs {need}")));
+    }
+    Ok(())
+}
+
+impl Backend for CpuBackend {
+    type Buffer = Vec<f32>;
+    type Weight = CpuWeight;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn caps(&self) -> Caps {
+        Caps {
+            f16: false,
+            subgroups: false,
+            max_buffer_bytes: isize::MAX as u64,
+            matmul_types: MATMUL_TYPES.to_vec(),
+            device_top_k: false,
+        }
+    }
+
+    fn upload_weight(&self, info: &TensorInfo, data: TensorBytes) -> Result<CpuWeight> {
+        let cols = info.dims.first().copied().unwrap_or(1);
+        let rows: u64 = info.dims.iter().skip(1).product();
+        let to_usize = |v: u64| {
+            usize::try_from(v)
+                .map_err(|_| shape("upload_weight", format!("{} too large", info.name)))
+        };
+        let (cols, rows) = (to_usize(cols)?, to_usize(rows)?);
+        let expected = info.n_bytes();
+        if data.len() as u64 != expected {
+            return Err(shape(
+                "upload_weight",
+                format!("{}: {} bytes, expected {expected}", info.name, data.len()),
+            ));
+        }
+        let f32_values = if info.ggml_type == GgmlType::F32 && rows == 1 {
+            let mut v = vec![0.0; cols];
+            wasm_chord_core::quant::dequantize(GgmlType::F32, data.as_slice(), &mut v)?;
+            Some(v)
+        } else {
+            None
+        };
+        Ok(CpuWeight {
+            ty: info.ggml_type,
+            cols,
+            rows,
+            data,
+            f32_values,
+        })
+    }
+
+    fn alloc(&self, len: usize) -> Result<Vec<f32>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(len)
+            .map_err(|_| BackendError::OutOfMemory {
+                bytes: (len as u64).saturating_mul(4),
+            })?;
+        v.resize(len, 0.0);
+        Ok(v)
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<Vec<f32>> {
+        let mut v = self.alloc(data.len())?;
+        v.copy_from_slice(data);
+        Ok(v)
+    }
+
+    fn download(&self, buf: &Vec<f32>, out: &mut [f32]) -> Result<()> {
+        need("download", "buffer", buf.len(), out.len())?;
+        out.copy_from_slice(&buf[..out.len()]);
+        Ok(())
+    }
+
+    fn len(&self, buf: &Vec<f32>) -> usize {
+        buf.len()
+    }
+
+    fn embed(
+        &self,
+        table: &CpuWeight,
+        tokens: &[u32],
+        scale: f32,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        matmul::embed(table, tokens, scale, out)
+    }
+
+    fn matmul(
+        &self,
+        w: &CpuWeight,
+        x: &Vec<f32>,
+        n_tokens: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        matmul::matmul(w, x, n_tokens, out)
+    }
+
+    fn add_bias(&self, x: &mut Vec<f32>, bias: &CpuWeight, n_rows: usize) -> Result<()> {
+        let b = bias.f32s("add_bias")?;
+        need("add_bias", "x", x.len(), n_rows * b.len())?;
+        for row in x.chunks_exact_mut(b.len()).take(n_rows) {
+            for (v, bv) in row.iter_mut().zip(b) {
+                *v += bv;
+            }
+        }
+        Ok(())
+    }
+
+    fn rms_norm(
+        &self,
+        x: &Vec<f32>,
+        weight: &CpuWeight,
+        eps: f32,
+        n_rows: usize,
+        dim: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let w = weight.f32s("rms_norm")?;
+        if w.len() != dim {
+            return Err(shape(
+                "rms_norm",
+                format!("weight {} != dim {dim}", w.len()),
+            ));
+        }
+        need("rms_norm", "x", x.len(), n_rows * dim)?;
+        need("rms_norm", "out", out.len(), n_rows * dim)?;
+        ops::rms_norm(&x[..n_rows * dim], w, eps, dim, &mut out[..n_rows * dim]);
+        Ok(())
+    }
+
+    fn rope(
+        &self,
+        x: &mut Vec<f32>,
+        positions: &[u32],
+        n_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+    ) -> Result<()> {
+        need("rope", "x", x.len(), positions.len() * n_heads * head_dim)?;
+        if params.n_rot > head_dim || params.n_rot % 2 != 0 {
+            return Err(shape(
+                "rope",
+                format!("n_rot {} vs head_dim {head_dim}", params.n_rot),
+            ));
+        }
+        if let Some(ff) = params.freq_factors {
+            need("rope", "freq_factors", ff.len(), params.n_rot / 2)?;
+        }
+        ops::rope(x, positions, n_heads, head_dim, params);
+        Ok(())
+    }
+
+    fn add(&self, a: &mut Vec<f32>, b: &Vec<f32>, n: usize) -> Result<()> {
+        need("add", "a", a.len(), n)?;
+        need("add", "b", b.len(), n)?;
+        for (x, y) in a[..n].iter_mut().zip(&b[..n]) {
+            *x += y;
+        }
+        Ok(())
+    }
+
+    fn glu(
+        &self,
+        kind: GluKind,
+        gate: &Vec<f32>,
+        up: &Vec<f32>,
+        n: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        need("glu", "gate", gate.len(), n)?;
+        need("glu", "up", up.len(), n)?;
+        need("glu", "out", out.len(), n)?;
+        ops::glu(kind, &gate[..n], &up[..n], &mut out[..n]);
+        Ok(())
+    }
+
+    fn write_rows(
+        &self,
+        dst: &mut Vec<f32>,
+        src: &Vec<f32>,
+        rows: &[usize],
+        width: usize,
+    ) -> Result<()> {
+        need("write_rows", "src", src.len(), rows.len() * width)?;
+        for (i, &r) in rows.iter().enumerate() {
+            let end = r
+                .checked_add(1)
+                .and_then(|e| e.checked_mul(width))
+                .ok_or_else(|| shape("write_rows", format!("row {r} overflows")))?;
+            need("write_rows", "dst", dst.len(), end)?;
+            dst[r * width..end].copy_from_slice(&src[i * width..(i + 1) * width]);
+        }
+        Ok(())
+    }
+
+    fn attention(
+        &self,
+        q: &Vec<f32>,
+        k: &Vec<f32>,
+        v: &Vec<f32>,
+        params: &AttentionParams<'_>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        attention::attention(q, k, v, params, out)
+    }
+
+    fn softcap(&self, x: &mut Vec<f32>, cap: f32, n: usize) -> Result<()> {
+        need("softcap", "x", x.len(), n)?;
+        for v in &mut x[..n] {
+            *v = cap * (*v / cap).tanh();
+        }
+        Ok(())
+    }
+
+    fn top_k(&self, x: &Vec<f32>, n: usize, k: usize) -> Result<Vec<(u32, f32)>> {
+        need("top_k", "x", x.len(), n)?;
+        Ok(ops::top_k(&x[..n], k))
+    }
+}

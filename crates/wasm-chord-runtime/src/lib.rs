@@ -1,16 +1,27 @@
 //! # wasm-chord-runtime
 //!
-//! The model layer of wasm-chord. It will hold:
+//! The model layer of wasm-chord:
 //!
-//! - typed model configurations read from GGUF metadata, one per architecture
-//!   (llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3);
-//! - the transformer for each architecture, written once as calls on the
-//!   `Backend` contract from `wasm-chord-core`;
-//! - the KV cache (fixed capacity, sliding-window layers), sampling chains,
-//!   chat templates and sessions with streaming and cancellation.
+//! - [`config`]: typed model configurations read from GGUF metadata, one per
+//!   architecture (llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3, phi3);
+//! - [`Model`]: the weights of a model uploaded once to a backend, shared
+//!   read-only between sessions;
+//! - [`Session`]: one sequence's KV cache (fixed capacity; sliding-window
+//!   layers keep only their window) and the transformer forward pass, written
+//!   once as calls on the `Backend` contract from `wasm-chord-core`.
 //!
-//! Today it re-exports the core crate so downstream code can depend on the
-//! runtime alone; the model code lands with the runtime and generation work.
+//! Sampling, chat templates and streaming generation come next.
 #![warn(missing_docs)]
 
+pub mod config;
+mod error;
+mod kv_cache;
+mod model;
+mod session;
+
+pub use config::{Arch, ModelConfig};
+pub use error::{Result, RuntimeError};
+pub use kv_cache::KvCache;
+pub use model::Model;
+pub use session::{Logits, Session, SessionConfig};
 pub use wasm_chord_core as core;

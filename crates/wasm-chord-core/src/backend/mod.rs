@@ -1,0 +1,312 @@
+//! The `Backend` contract: what a compute device must do to run a transformer.
+//!
+//! The runtime writes each architecture once, as calls on this trait; the
+//! CPU, Candle (CUDA/Metal) and WebGPU crates implement it. The shape follows
+//! DESIGN.md:
+//!
+//! - **Memory is the backend's.** Weights are uploaded once into
+//!   [`Backend::Weight`] (zero-copy views of the memory map on CPU, device
+//!   buffers on GPUs); activations live in [`Backend::Buffer`]s for a whole
+//!   forward pass, and the host reads back only the logits (or a token id).
+//! - **Ops are fused-kernel sized**: quantized matmul on weights in their GGUF
+//!   type, RMSNorm, RoPE, attention over the KV cache with GQA, causal and
+//!   sliding-window masking and soft-capping, gated FFN activations, add, and
+//!   argmax. Not a tensor library: no broadcasting, no views.
+//! - **Optional capabilities** are default methods returning
+//!   [`BackendError::Unsupported`], and [`Backend::caps`] says what is there
+//!   before the runtime asks.
+//!
+//! # Layout conventions
+//!
+//! Activation buffers are row-major f32 matrices, one row per token: a buffer
+//! of `n_tokens × width` values. A weight with GGUF dims `[k, n]` (ggml order,
+//! innermost first) is a matrix of `n` rows of `k` values; `matmul` computes
+//! `out[t][r] = Σ_i x[t][i] · W[r][i]`, like `ggml_mul_mat`.
+//!
+//! Attention reads a per-layer KV cache made of two buffers of
+//! `capacity × (n_kv_heads · head_dim)` values plus, on the host, the
+//! position held in each cache row ([`AttentionParams::cache_positions`]),
+//! so ring buffers for sliding-window layers need no special case in kernels.
+
+mod tensor_bytes;
+
+pub use tensor_bytes::TensorBytes;
+
+use crate::gguf::TensorInfo;
+use crate::quant::QuantError;
+use crate::GgmlType;
+
+/// Errors from a backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The backend does not implement this operation.
+    #[error("backend {backend} does not support {op}")]
+    Unsupported {
+        /// The backend's name.
+        backend: &'static str,
+        /// The operation asked for.
+        op: &'static str,
+    },
+    /// The backend cannot compute with weights of this type.
+    #[error("backend {backend}: {op} does not support weights of type {ty}")]
+    UnsupportedType {
+        /// The backend's name.
+        backend: &'static str,
+        /// The operation asked for.
+        op: &'static str,
+        /// The weight type.
+        ty: GgmlType,
+    },
+    /// Buffer or weight sizes do not fit the operation's parameters.
+    #[error("{op}: shape mismatch: {detail}")]
+    Shape {
+        /// The operation.
+        op: &'static str,
+        /// What did not fit.
+        detail: String,
+    },
+    /// A token id is outside the embedding table.
+    #[error("token id {id} is out of range (vocabulary of {n_vocab})")]
+    TokenOutOfRange {
+        /// The id.
+        id: u32,
+        /// Rows in the embedding table.
+        n_vocab: usize,
+    },
+    /// A quantization-layer error (bad block data length).
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+    /// The device could not allocate memory.
+    #[error("out of device memory allocating {bytes} bytes")]
+    OutOfMemory {
+        /// Bytes asked for.
+        bytes: u64,
+    },
+    /// The backend was compiled out or no device is present.
+    #[error("backend {backend} is not available: {reason}")]
+    NotAvailable {
+        /// The backend's name.
+        backend: &'static str,
+        /// Why (feature not compiled in, no adapter, ...).
+        reason: String,
+    },
+}
+
+/// Shorthand for backend results.
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// What a backend can do, asked before the runtime relies on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caps {
+    /// Whether f16 arithmetic is available.
+    pub f16: bool,
+    /// Whether subgroup (warp) operations are available.
+    pub subgroups: bool,
+    /// Largest single buffer in bytes.
+    pub max_buffer_bytes: u64,
+    /// Weight types `matmul` accepts.
+    pub matmul_types: Vec<GgmlType>,
+    /// Whether [`Backend::top_k`] runs on the device.
+    pub device_top_k: bool,
+}
+
+/// The rotary embedding variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeKind {
+    /// Rotate pairs `(x[2i], x[2i+1])` (Llama, Mistral).
+    Normal,
+    /// Rotate pairs `(x[i], x[i + n_rot/2])` (GPT-NeoX, Qwen, Gemma, Phi-3).
+    Neox,
+}
+
+/// Parameters of a RoPE application.
+#[derive(Debug, Clone, Copy)]
+pub struct RopeParams<'a> {
+    /// Pairing of rotated dimensions.
+    pub kind: RopeKind,
+    /// Number of leading dimensions of each head that are rotated.
+    pub n_rot: usize,
+    /// Base frequency θ.
+    pub freq_base: f32,
+    /// Position scale (linear scaling: 1/factor).
+    pub freq_scale: f32,
+    /// Per-dimension frequency divisors (`rope_freqs.weight`, llama3 scaling),
+    /// `n_rot / 2` values.
+    pub freq_factors: Option<&'a [f32]>,
+}
+
+/// The activation of a gated feed-forward network: `act(gate) · up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GluKind {
+    /// SiLU (SwiGLU: Llama, Qwen, Mistral, Phi-3).
+    Silu,
+    /// GELU, tanh approximation (GeGLU: Gemma).
+    GeluTanh,
+}
+
+/// Parameters of attention over the KV cache.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionParams<'a> {
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (GQA when fewer than `n_heads`).
+    pub n_kv_heads: usize,
+    /// Dimension of each head.
+    pub head_dim: usize,
+    /// Multiplier applied to `q·k` (usually `1/sqrt(head_dim)`).
+    pub scale: f32,
+    /// Soft-capping of scores: `cap · tanh(s / cap)` (Gemma 2).
+    pub softcap: Option<f32>,
+    /// Sliding window: a query at position `p` sees keys at `p' > p - window`.
+    pub window: Option<u32>,
+    /// Position of each query token (one per row of `q`).
+    pub query_positions: &'a [u32],
+    /// Position held in each cache row, `None` for an empty row. Its length
+    /// is the number of cache rows to consider.
+    pub cache_positions: &'a [Option<u32>],
+}
+
+/// A compute device that can run transformer forward passes.
+pub trait Backend: Send + Sync + 'static {
+    /// Activations on the device: a flat f32 array.
+    type Buffer: Send + Sync;
+    /// An uploaded GGUF tensor, in its stored type.
+    type Weight: Send + Sync;
+
+    /// Short name (`cpu`, `cuda`, `webgpu`).
+    fn name(&self) -> &'static str;
+
+    /// What this backend can do.
+    fn caps(&self) -> Caps;
+
+    /// Uploads a tensor (its bytes in its GGUF type) once, for the model's life.
+    fn upload_weight(&self, info: &TensorInfo, data: TensorBytes) -> Result<Self::Weight>;
+
+    /// A zeroed buffer of `len` f32 values.
+    fn alloc(&self, len: usize) -> Result<Self::Buffer>;
+
+    /// A buffer holding `data`.
+    fn upload(&self, data: &[f32]) -> Result<Self::Buffer>;
+
+    /// Copies the first `out.len()` values of `buf` to the host.
+    fn download(&self, buf: &Self::Buffer, out: &mut [f32]) -> Result<()>;
+
+    /// Number of f32 values in `buf`.
+    fn len(&self, buf: &Self::Buffer) -> usize;
+
+    /// `out[t] = table[tokens[t]] · scale` for each token (rows of `width`).
+    fn embed(
+        &self,
+        table: &Self::Weight,
+        tokens: &[u32],
+        scale: f32,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// `out[t][r] = Σ_i x[t][i] · W[r][i]` for `n_tokens` rows of `x`.
+    fn matmul(
+        &self,
+        w: &Self::Weight,
+        x: &Self::Buffer,
+        n_tokens: usize,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// `x[t][i] += bias[i]` for `n_rows` rows of the bias length.
+    fn add_bias(&self, x: &mut Self::Buffer, bias: &Self::Weight, n_rows: usize) -> Result<()>;
+
+    /// RMSNorm of each of `n_rows` rows of `dim` values, times `weight`
+    /// (`dim` values): `out = x / sqrt(mean(x²) + eps) · weight`.
+    /// Used for hidden states (`dim` = embedding) and per-head QK-norm
+    /// (`dim` = head_dim, `n_rows` = tokens × heads).
+    fn rms_norm(
+        &self,
+        x: &Self::Buffer,
+        weight: &Self::Weight,
+        eps: f32,
+        n_rows: usize,
+        dim: usize,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Rotates `x` (`positions.len()` tokens × `n_heads` heads × `head_dim`)
+    /// in place.
+    fn rope(
+        &self,
+        x: &mut Self::Buffer,
+        positions: &[u32],
+        n_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+    ) -> Result<()>;
+
+    /// `a += b` over the first `n` values.
+    fn add(&self, a: &mut Self::Buffer, b: &Self::Buffer, n: usize) -> Result<()>;
+
+    /// `out = act(gate) · up` over the first `n` values.
+    fn glu(
+        &self,
+        kind: GluKind,
+        gate: &Self::Buffer,
+        up: &Self::Buffer,
+        n: usize,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Writes `src` (`rows.len()` rows of `width`) into rows `rows[i]` of
+    /// `dst` (a KV-cache buffer).
+    fn write_rows(
+        &self,
+        dst: &mut Self::Buffer,
+        src: &Self::Buffer,
+        rows: &[usize],
+        width: usize,
+    ) -> Result<()>;
+
+    /// Causal attention of `q` (tokens × `n_heads · head_dim`) over the cache
+    /// rows `k`, `v` (each `capacity × n_kv_heads · head_dim`) with masking
+    /// by positions; writes tokens × `n_heads · head_dim` to `out`.
+    fn attention(
+        &self,
+        q: &Self::Buffer,
+        k: &Self::Buffer,
+        v: &Self::Buffer,
+        params: &AttentionParams<'_>,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// `x = cap · tanh(x / cap)` over the first `n` values (final-logit
+    /// soft-capping).
+    fn softcap(&self, x: &mut Self::Buffer, cap: f32, n: usize) -> Result<()>;
+
+    /// Index of the largest of the first `n` values (ties: lowest index).
+    fn argmax(&self, x: &Self::Buffer, n: usize) -> Result<u32> {
+        let mut host = vec![0.0; n];
+        self.download(x, &mut host)?;
+        Ok(host_argmax(&host))
+    }
+
+    /// The `k` largest of the first `n` values, as (index, value), largest
+    /// first. Backends without a device kernel read back and sort.
+    fn top_k(&self, x: &Self::Buffer, n: usize, k: usize) -> Result<Vec<(u32, f32)>> {
+        let _ = (x, n, k);
+        Err(BackendError::Unsupported {
+            backend: self.name(),
+            op: "top_k",
+        })
+    }
+}
+
+/// Argmax on the host (ties: lowest index; NaN never wins).
+pub fn host_argmax(x: &[f32]) -> u32 {
+    let mut best = 0usize;
+    let mut best_v = f32::NEG_INFINITY;
+    for (i, &v) in x.iter().enumerate() {
+        if v > best_v {
+            best = i;
+            best_v = v;
+        }
+    }
+    best as u32
+}

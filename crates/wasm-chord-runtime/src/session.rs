@@ -1,0 +1,272 @@
+//! A session: one sequence's KV cache and the forward pass over it.
+
+use crate::config::ModelConfig;
+use crate::error::{Result, RuntimeError};
+use crate::kv_cache::KvCache;
+use crate::model::Model;
+use wasm_chord_core::backend::{AttentionParams, Backend, RopeParams};
+
+/// Sizes of a session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    /// Context capacity in positions (the model's training length at most
+    /// is sensible; it is not enforced).
+    pub n_ctx: usize,
+    /// Most tokens per forward pass; longer inputs are split.
+    pub n_batch: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            n_ctx: 2048,
+            n_batch: 512,
+        }
+    }
+}
+
+/// Which logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only after the last token (generation).
+    Last,
+    /// After every token (evaluation, perplexity).
+    All,
+}
+
+/// One sequence being evaluated: owns its KV cache, borrows the model.
+pub struct Session<'m, B: Backend> {
+    model: &'m Model<B>,
+    cfg: SessionConfig,
+    cache: KvCache<B>,
+    n_past: usize,
+}
+
+impl<'m, B: Backend> Session<'m, B> {
+    /// A session over `model` with its own cache.
+    pub fn new(model: &'m Model<B>, cfg: SessionConfig) -> Result<Self> {
+        if cfg.n_ctx == 0 || cfg.n_batch == 0 {
+            return Err(RuntimeError::BadConfig {
+                key: "session".into(),
+                reason: "n_ctx and n_batch must be positive".into(),
+            });
+        }
+        let c = &model.config;
+        let swa: Vec<bool> = (0..c.n_layer).map(|il| c.is_swa(il)).collect();
+        let cache = KvCache::new(
+            &*model.backend,
+            cfg.n_ctx,
+            cfg.n_batch,
+            c.kv_width(),
+            &swa,
+            c.sliding_window,
+        )?;
+        Ok(Self {
+            model,
+            cfg,
+            cache,
+            n_past: 0,
+        })
+    }
+
+    /// Positions already in the cache.
+    pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &KvCache<B> {
+        &self.cache
+    }
+
+    /// Forgets the sequence.
+    pub fn clear(&mut self) {
+        self.cache.clear();
+        self.n_past = 0;
+    }
+
+    /// Keeps the first `n` positions, to continue from a common prefix.
+    /// Sliding-window layers may have dropped rows a later query would need,
+    /// so only a truncation inside the last window is allowed for them.
+    pub fn truncate(&mut self, n: usize) -> Result<()> {
+        if n > self.n_past {
+            return Err(RuntimeError::BadConfig {
+                key: "truncate".into(),
+                reason: format!("{n} is past the {} cached positions", self.n_past),
+            });
+        }
+        if let Some(w) = self.model.config.sliding_window {
+            let back = self.n_past - n;
+            let rows = self.cache.rows_per_layer().into_iter().min().unwrap_or(0);
+            if back > rows.saturating_sub(w as usize) {
+                self.clear();
+                return Ok(());
+            }
+        }
+        self.cache.truncate(n);
+        self.n_past = n;
+        Ok(())
+    }
+
+    /// Runs `tokens` at the next positions, in batches of at most `n_batch`,
+    /// and returns the logits asked for (`n_vocab` values per row).
+    ///
+    /// Errors leave the session unchanged: invalid ids and a full context
+    /// are checked before any work.
+    pub fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
+        let n_vocab = self.model.config.n_vocab;
+        if tokens.is_empty() {
+            return Err(RuntimeError::BadBatch {
+                len: 0,
+                max: self.cfg.n_batch,
+            });
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(RuntimeError::InvalidToken { id, n_vocab });
+        }
+        let needed = self.n_past + tokens.len();
+        if needed > self.cfg.n_ctx {
+            return Err(RuntimeError::ContextFull {
+                needed,
+                capacity: self.cfg.n_ctx,
+            });
+        }
+        let mut out = Vec::new();
+        let chunks: Vec<&[u32]> = tokens.chunks(self.cfg.n_batch).collect();
+        let last = chunks.len() - 1;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let want = match which {
+                Logits::All => Logits::All,
+                Logits::Last if i == last => Logits::Last,
+                Logits::Last => {
+                    self.batch(chunk, None)?;
+                    continue;
+                }
+            };
+            out.extend(self.batch(chunk, Some(want))?);
+        }
+        Ok(out)
+    }
+
+    /// One forward pass over a batch; `want = None` computes no logits.
+    fn batch(&mut self, tokens: &[u32], want: Option<Logits>) -> Result<Vec<f32>> {
+        let m = self.model;
+        let be = &*m.backend;
+        let c: &ModelConfig = &m.config;
+        let n = tokens.len();
+        let (e, qw, kvw, hd) = (c.n_embd, c.q_width(), c.kv_width(), c.head_dim);
+        let pos0 = self.n_past;
+        let positions: Vec<u32> = (pos0..pos0 + n).map(|p| p as u32).collect();
+
+        let mut x = be.alloc(n * e)?;
+        be.embed(&m.tok_embd, tokens, c.embd_scale, &mut x)?;
+        let mut h = be.alloc(n * e)?;
+        let mut q = be.alloc(n * qw)?;
+        let mut k = be.alloc(n * kvw)?;
+        let mut v = be.alloc(n * kvw)?;
+        let mut qn = be.alloc(n * qw)?;
+        let mut kn = be.alloc(n * kvw)?;
+        let mut attn = be.alloc(n * qw)?;
+        let mut o = be.alloc(n * e)?;
+        let mut gate = be.alloc(n * c.n_ff)?;
+        let mut up = be.alloc(n * c.n_ff)?;
+        let mut act = be.alloc(n * c.n_ff)?;
+
+        for (il, layer) in m.layers.iter().enumerate() {
+            let swa = c.is_swa(il);
+            be.rms_norm(&x, &layer.attn_norm, c.rms_eps, n, e, &mut h)?;
+            be.matmul(&layer.wq, &h, n, &mut q)?;
+            be.matmul(&layer.wk, &h, n, &mut k)?;
+            be.matmul(&layer.wv, &h, n, &mut v)?;
+            if let (Some(bq), Some(bk), Some(bv)) = (&layer.bq, &layer.bk, &layer.bv) {
+                be.add_bias(&mut q, bq, n)?;
+                be.add_bias(&mut k, bk, n)?;
+                be.add_bias(&mut v, bv, n)?;
+            }
+            let (q_ref, k_ref) = match (&layer.q_norm, &layer.k_norm) {
+                (Some(qnw), Some(knw)) => {
+                    be.rms_norm(&q, qnw, c.rms_eps, n * c.n_head, hd, &mut qn)?;
+                    be.rms_norm(&k, knw, c.rms_eps, n * c.n_head_kv, hd, &mut kn)?;
+                    (&mut qn, &mut kn)
+                }
+                _ => (&mut q, &mut k),
+            };
+            let rope = RopeParams {
+                kind: c.rope.kind,
+                n_rot: c.rope.n_rot,
+                freq_base: if swa {
+                    c.rope.freq_base_swa
+                } else {
+                    c.rope.freq_base
+                },
+                freq_scale: c.rope.freq_scale,
+                freq_factors: m.rope_freqs.as_deref(),
+            };
+            be.rope(q_ref, &positions, c.n_head, hd, &rope)?;
+            be.rope(k_ref, &positions, c.n_head_kv, hd, &rope)?;
+
+            let lc = &mut self.cache.layers[il];
+            let rows = lc.positions.len();
+            let slots: Vec<usize> = positions.iter().map(|&p| p as usize % rows).collect();
+            be.write_rows(&mut lc.k, k_ref, &slots, kvw)?;
+            be.write_rows(&mut lc.v, &v, &slots, kvw)?;
+            for (&s, &p) in slots.iter().zip(&positions) {
+                lc.positions[s] = Some(p);
+            }
+            let params = AttentionParams {
+                n_heads: c.n_head,
+                n_kv_heads: c.n_head_kv,
+                head_dim: hd,
+                scale: c.attn_scale,
+                softcap: c.attn_softcap,
+                window: if swa { c.sliding_window } else { None },
+                query_positions: &positions,
+                cache_positions: &lc.positions,
+            };
+            be.attention(q_ref, &lc.k, &lc.v, &params, &mut attn)?;
+            be.matmul(&layer.wo, &attn, n, &mut o)?;
+            if let Some(pn) = &layer.attn_post_norm {
+                be.rms_norm(&o, pn, c.rms_eps, n, e, &mut h)?;
+                be.add(&mut x, &h, n * e)?;
+            } else {
+                be.add(&mut x, &o, n * e)?;
+            }
+
+            be.rms_norm(&x, &layer.ffn_norm, c.rms_eps, n, e, &mut h)?;
+            be.matmul(&layer.w_gate, &h, n, &mut gate)?;
+            be.matmul(&layer.w_up, &h, n, &mut up)?;
+            be.glu(c.glu, &gate, &up, n * c.n_ff, &mut act)?;
+            be.matmul(&layer.w_down, &act, n, &mut o)?;
+            if let Some(pn) = &layer.ffn_post_norm {
+                be.rms_norm(&o, pn, c.rms_eps, n, e, &mut h)?;
+                be.add(&mut x, &h, n * e)?;
+            } else {
+                be.add(&mut x, &o, n * e)?;
+            }
+        }
+        self.n_past += n;
+
+        let Some(want) = want else {
+            return Ok(Vec::new());
+        };
+        // Final norm and output projection only for the rows asked for.
+        let (rows, src) = match want {
+            Logits::All => (n, x),
+            Logits::Last => {
+                let mut host = vec![0.0; n * e];
+                be.download(&x, &mut host)?;
+                (1, be.upload(&host[(n - 1) * e..])?)
+            }
+        };
+        be.rms_norm(&src, &m.output_norm, c.rms_eps, rows, e, &mut h)?;
+        let mut logits = be.alloc(rows * c.n_vocab)?;
+        let out_w = m.output.as_ref().unwrap_or(&m.tok_embd);
+        be.matmul(out_w, &h, rows, &mut logits)?;
+        if let Some(cap) = c.final_softcap {
+            be.softcap(&mut logits, cap, rows * c.n_vocab)?;
+        }
+        let mut host = vec![0.0; rows * c.n_vocab];
+        be.download(&logits, &mut host)?;
+        Ok(host)
+    }
+}
