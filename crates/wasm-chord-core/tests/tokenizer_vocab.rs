@@ -188,7 +188,9 @@ impl Rng {
 
 /// GPT-2's byte-to-unicode map (an independent copy for the test).
 fn gpt2_byte_char(b: u8) -> char {
-    let direct = |c: u32| (0x21..=0x7E).contains(&c) || (0xA1..=0xAC).contains(&c) || (0xAE..=0xFF).contains(&c);
+    let direct = |c: u32| {
+        (0x21..=0x7E).contains(&c) || (0xA1..=0xAC).contains(&c) || (0xAE..=0xFF).contains(&c)
+    };
     if direct(u32::from(b)) {
         return char::from(b);
     }
@@ -201,7 +203,9 @@ fn gpt2_byte_char(b: u8) -> char {
 /// llama.cpp does).
 fn covered(tok: &Tokenizer, text: &str) -> bool {
     match tok.kind() {
-        VocabKind::Bpe => text.bytes().all(|b| tok.token_id(&gpt2_byte_char(b).to_string()).is_some()),
+        VocabKind::Bpe => text
+            .bytes()
+            .all(|b| tok.token_id(&gpt2_byte_char(b).to_string()).is_some()),
         _ => true,
     }
 }
@@ -239,7 +243,19 @@ fn check_round_trip(name: &str) {
             got == expect || got.strip_prefix(' ') == Some(&text),
             "{name}: {text:?} -> {ids:?} -> {got:?}"
         );
+        // the streaming decoder yields the same text, in whole characters
+        let mut stream = tok.stream_decoder(true);
+        let mut streamed = String::new();
+        for &id in &ids {
+            streamed.push_str(&stream.push(id).unwrap());
+        }
+        streamed.push_str(&stream.finish());
+        assert_eq!(streamed, got, "{name}: stream");
     }
+    assert!(
+        checked > 100,
+        "{name}: only {checked} samples representable"
+    );
 }
 
 /// Any input bytes (made valid UTF-8 as callers must) tokenize and decode

@@ -1,8 +1,10 @@
 //! The subcommands, one module each, plus what they share.
 
+pub mod eval;
 pub mod inspect;
 pub mod model_arg;
 pub mod pull;
+pub mod tokenize;
 
 /// What every subcommand returns.
 pub type CmdResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
