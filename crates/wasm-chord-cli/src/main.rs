@@ -31,6 +31,8 @@ enum Command {
     Inspect(cmd::inspect::InspectArgs),
     /// Fetch a known model into the local cache and print its path.
     Pull(cmd::pull::PullArgs),
+    /// Teacher-forced top-N logits at every position, as JSON.
+    Eval(cmd::eval::EvalArgs),
     /// Turn text into token ids with the model's tokenizer.
     Tokenize(cmd::tokenize::TokenizeArgs),
     /// Turn token ids back into text.
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Pull(a) => cmd::pull::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
         Command::Tokenize(a) => cmd::tokenize::run_tokenize(a),
         Command::Detokenize(a) => cmd::tokenize::run_detokenize(a),
     };

@@ -1,8 +1,10 @@
 //! Attention over the KV cache (scalar reference): GQA, causal and
-//! sliding-window masking by positions, soft-capping, and a streaming
-//! (online) softmax so no score matrix is materialized.
+//! sliding-window masking by positions and soft-capping. Scores are kept
+//! per query row only (never a full score matrix), and the rounding follows
+//! llama.cpp's default path (f16 cache, q and probabilities converted to f16
+//! for the two matmuls).
 
-use crate::{need, shape};
+use crate::{need, round_f16, shape};
 use rayon::prelude::*;
 use wasm_chord_core::backend::{AttentionParams, Result};
 
@@ -36,20 +38,20 @@ pub fn attention(
         .for_each(|(i, o)| {
             let (t, h) = (i / nh, i % nh);
             let qpos = p.query_positions[t];
-            let qv = &q[t * q_width + h * hd..t * q_width + (h + 1) * hd];
+            // ggml multiplies an f16 cache by q converted to f16.
+            let qv: Vec<f32> = q[t * q_width + h * hd..t * q_width + (h + 1) * hd]
+                .iter()
+                .map(|&x| round_f16(x))
+                .collect();
             let kvh = h / group;
-            let mut m = f32::NEG_INFINITY;
-            let mut l = 0.0f32;
-            let mut acc = vec![0.0f32; hd];
+            // Pass 1: scores of the visible rows (one vector per query row,
+            // never a full score matrix).
+            let mut scores: Vec<(usize, f32)> = Vec::new();
+            let mut max = f32::NEG_INFINITY;
             for (j, slot) in p.cache_positions.iter().enumerate() {
                 let Some(kpos) = *slot else { continue };
-                if kpos > qpos {
+                if kpos > qpos || p.window.is_some_and(|w| qpos - kpos >= w) {
                     continue;
-                }
-                if let Some(w) = p.window {
-                    if qpos - kpos >= w {
-                        continue;
-                    }
                 }
                 let kr = &k[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
                 let mut s: f32 = qv.iter().zip(kr).map(|(a, b)| a * b).sum();
@@ -57,24 +59,24 @@ pub fn attention(
                 if let Some(cap) = p.softcap {
                     s = cap * (s / cap).tanh();
                 }
-                let vr = &v[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
-                if s > m {
-                    let c = (m - s).exp();
-                    l *= c;
-                    for a in acc.iter_mut() {
-                        *a *= c;
-                    }
-                    m = s;
-                }
-                let e = (s - m).exp();
-                l += e;
-                for (a, &vv) in acc.iter_mut().zip(vr) {
-                    *a += e * vv;
-                }
+                max = max.max(s);
+                scores.push((j, s));
             }
-            let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
-            for (o, a) in o.iter_mut().zip(&acc) {
-                *o = a * inv;
+            // Softmax as ggml's soft_max (sum in f64), probabilities rounded
+            // to f16 as ggml's `kq · v` matmul converts them.
+            let mut sum = 0.0f64;
+            for s in scores.iter_mut() {
+                s.1 = (s.1 - max).exp();
+                sum += f64::from(s.1);
+            }
+            let inv = if sum > 0.0 { (1.0 / sum) as f32 } else { 0.0 };
+            o.iter_mut().for_each(|x| *x = 0.0);
+            for &(j, e) in &scores {
+                let pr = round_f16(e * inv);
+                let vr = &v[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
+                for (a, &vv) in o.iter_mut().zip(vr) {
+                    *a += pr * vv;
+                }
             }
         });
     Ok(())

@@ -23,6 +23,7 @@ use wasm_chord_core::backend::{
     AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, TensorBytes,
 };
 use wasm_chord_core::gguf::TensorInfo;
+use wasm_chord_core::quant::{f16_bits_to_f32, f32_to_f16_bits};
 use wasm_chord_core::GgmlType;
 
 pub use matmul::MATMUL_TYPES;
@@ -78,6 +79,11 @@ impl CpuWeight {
                 ty: self.ty,
             })
     }
+}
+
+/// `v` rounded to the nearest f16 (as ggml converts).
+pub(crate) fn round_f16(v: f32) -> f32 {
+    f16_bits_to_f32(f32_to_f16_bits(v))
 }
 
 fn shape(op: &'static str, detail: String) -> BackendError {
@@ -279,7 +285,14 @@ impl Backend for CpuBackend {
                 .and_then(|e| e.checked_mul(width))
                 .ok_or_else(|| shape("write_rows", format!("row {r} overflows")))?;
             need("write_rows", "dst", dst.len(), end)?;
-            dst[r * width..end].copy_from_slice(&src[i * width..(i + 1) * width]);
+            // KV rows are kept at f16 precision, like llama.cpp's default
+            // cache type, so attention sees the same keys and values.
+            for (d, &v) in dst[r * width..end]
+                .iter_mut()
+                .zip(&src[i * width..(i + 1) * width])
+            {
+                *d = round_f16(v);
+            }
         }
         Ok(())
     }

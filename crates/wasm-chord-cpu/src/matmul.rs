@@ -73,12 +73,7 @@ fn mm<B: GgmlBlock>(w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) 
     let act_per_block = <B::VecDotType as GgmlBlock>::BLCK_SIZE;
     let n_act_blocks = cols / act_per_block;
     let mut acts = vec![<B::VecDotType as Default>::default(); n_tokens * n_act_blocks];
-    for (xr, ar) in x
-        .chunks_exact(cols)
-        .zip(acts.chunks_exact_mut(n_act_blocks.max(1)))
-    {
-        <B::VecDotType as GgmlBlock>::from_float(xr, ar)?;
-    }
+    quantize_activations(x, &mut acts)?;
     let data = w.data.as_slice();
     let row_bytes = nb * B::TYPE_SIZE;
     need("matmul", "weight bytes", data.len(), row_bytes * w.rows)?;
@@ -111,6 +106,53 @@ fn mm<B: GgmlBlock>(w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) 
         }
     }
     Ok(())
+}
+
+/// Quantizes activations into the weight's vec-dot block type the way
+/// ggml-cpu's SIMD code does on x86 (`quantize_row_q8_0` / `_q8_1` in
+/// `arch/x86/quants.c`): scale `d = amax/127`, multiplier `127/amax`,
+/// round half to even. The reference quantizer in core (`1/d`, round half
+/// away from zero) differs in the last bit often enough to flip int8 values,
+/// which then compound through the layers; matching ggml here keeps our
+/// logits within llama.cpp's own noise. Other block types (Q8_K, f16, f32)
+/// use the reference, as ggml-cpu does.
+fn quantize_activations<A: GgmlBlock>(x: &[f32], acts: &mut Vec<A>) -> Result<()> {
+    let any: &mut dyn std::any::Any = &mut *acts;
+    if let Some(blocks) = any.downcast_mut::<Vec<BlockQ8_0>>() {
+        for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(32)) {
+            let (d, qs, _) = q8_simd_like(xs);
+            b.d = d;
+            b.qs = qs;
+        }
+        return Ok(());
+    }
+    if let Some(blocks) = any.downcast_mut::<Vec<BlockQ8_1>>() {
+        for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(32)) {
+            let (d, qs, d_sum) = q8_simd_like(xs);
+            b.d = d;
+            b.qs = qs;
+            b.s = f32_to_f16_bits(d_sum);
+        }
+        return Ok(());
+    }
+    A::from_float(x, acts)?;
+    Ok(())
+}
+
+/// One block of 32 as ggml-cpu's AVX code quantizes it: returns the f16
+/// scale bits, the quants and `d · Σq` with the unrounded `d` (Q8_1's `s`).
+fn q8_simd_like(xs: &[f32]) -> (u16, [i8; 32], f32) {
+    let amax = xs.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut qs = [0i8; 32];
+    let mut sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(xs) {
+        let r = (v * id).round_ties_even() as i32;
+        *q = r.clamp(-128, 127) as i8;
+        sum += r;
+    }
+    (f32_to_f16_bits(d), qs, d * sum as f32)
 }
 
 /// `out[t] = table[tokens[t]] · scale`.

@@ -1,5 +1,6 @@
 //! The subcommands, one module each, plus what they share.
 
+pub mod eval;
 pub mod inspect;
 pub mod model_arg;
 pub mod pull;
