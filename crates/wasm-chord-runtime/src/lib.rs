@@ -17,6 +17,7 @@ pub mod config;
 mod error;
 mod kv_cache;
 mod model;
+pub mod sampler;
 mod session;
 
 pub use config::{Arch, ModelConfig};
