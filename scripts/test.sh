@@ -13,4 +13,4 @@ cd "$(dirname "$0")/.."
 if [ "$#" -eq 0 ]; then
   set -- --workspace
 fi
-exec cargo test --locked "$@"
+exec cargo test --locked --no-fail-fast "$@"

@@ -117,7 +117,11 @@ mod tests {
         for (t, &qp) in qpos.iter().enumerate() {
             for h in 0..nh {
                 let kvh = h / (nh / nkv);
-                let qv = &q[(t * nh + h) * hd..(t * nh + h + 1) * hd];
+                // As documented: q and the probabilities are rounded to f16.
+                let qv: Vec<f32> = q[(t * nh + h) * hd..(t * nh + h + 1) * hd]
+                    .iter()
+                    .map(|&x| round_f16(x))
+                    .collect();
                 let mut scores = Vec::new();
                 for (j, kp) in kpos.iter().enumerate() {
                     let ok = kp.is_some_and(|kp| kp <= qp && window.is_none_or(|w| qp - kp < w));
@@ -135,7 +139,7 @@ mod tests {
                 let mx = scores.iter().map(|s| s.1).fold(f64::NEG_INFINITY, f64::max);
                 let z: f64 = scores.iter().map(|s| (s.1 - mx).exp()).sum();
                 for (j, s) in scores {
-                    let w = (s - mx).exp() / z;
+                    let w = round_f16(((s - mx).exp() / z) as f32) as f64;
                     for d in 0..hd {
                         out[(t * nh + h) * hd + d] +=
                             (w * v[(j * nkv + kvh) * hd + d] as f64) as f32;
@@ -170,7 +174,7 @@ mod tests {
             attention(&q, &k, &v, &p, &mut out).unwrap();
             let want = reference(&q, &k, &v, nh, nkv, hd, &qpos, &kpos, window, softcap, 0.35);
             for (a, b) in out.iter().zip(&want) {
-                assert!((a - b).abs() < 1e-5, "{window:?} {softcap:?}: {a} vs {b}");
+                assert!((a - b).abs() < 1e-4, "{window:?} {softcap:?}: {a} vs {b}");
             }
         }
     }
