@@ -17,6 +17,7 @@ pub mod config;
 mod error;
 mod kv_cache;
 mod model;
+pub mod perplexity;
 pub mod sampler;
 mod session;
 
@@ -24,5 +25,6 @@ pub use config::{Arch, ModelConfig};
 pub use error::{Result, RuntimeError};
 pub use kv_cache::KvCache;
 pub use model::Model;
+pub use perplexity::{perplexity, Perplexity};
 pub use session::{Logits, Session, SessionConfig};
 pub use wasm_chord_core as core;

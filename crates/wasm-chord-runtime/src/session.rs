@@ -30,8 +30,11 @@ impl Default for SessionConfig {
 pub enum Logits {
     /// Only after the last token (generation).
     Last,
-    /// After every token (evaluation, perplexity).
+    /// After every token (evaluation).
     All,
+    /// After each of the last `n` tokens of the call (perplexity scores
+    /// only the second half of a chunk).
+    Tail(usize),
 }
 
 /// One sequence being evaluated: owns its KV cache, borrows the model.
@@ -135,21 +138,28 @@ impl<'m, B: Backend> Session<'m, B> {
         let chunks: Vec<&[u32]> = tokens.chunks(self.cfg.n_batch).collect();
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {
-            let want = match which {
-                Logits::All => Logits::All,
-                Logits::Last if i == last => Logits::Last,
-                Logits::Last => {
-                    self.batch(chunk, None)?;
-                    continue;
+            // Rows of this chunk that fall inside the requested tail.
+            let chunk_end = (i * self.cfg.n_batch + chunk.len()) as isize;
+            let rows = match which {
+                Logits::All => chunk.len(),
+                Logits::Last => usize::from(i == last),
+                Logits::Tail(t) => {
+                    let tail_start = tokens.len() as isize - t.min(tokens.len()) as isize;
+                    (chunk_end - tail_start).clamp(0, chunk.len() as isize) as usize
                 }
             };
-            out.extend(self.batch(chunk, Some(want))?);
+            if rows == 0 {
+                self.batch(chunk, 0)?;
+                continue;
+            }
+            out.extend(self.batch(chunk, rows)?);
         }
         Ok(out)
     }
 
-    /// One forward pass over a batch; `want = None` computes no logits.
-    fn batch(&mut self, tokens: &[u32], want: Option<Logits>) -> Result<Vec<f32>> {
+    /// One forward pass over a batch, returning the logits of its last
+    /// `rows` tokens (none when `rows == 0`).
+    fn batch(&mut self, tokens: &[u32], rows: usize) -> Result<Vec<f32>> {
         let m = self.model;
         let be = &*m.backend;
         let c: &ModelConfig = &m.config;
@@ -246,17 +256,16 @@ impl<'m, B: Backend> Session<'m, B> {
         }
         self.n_past += n;
 
-        let Some(want) = want else {
+        if rows == 0 {
             return Ok(Vec::new());
-        };
+        }
         // Final norm and output projection only for the rows asked for.
-        let (rows, src) = match want {
-            Logits::All => (n, x),
-            Logits::Last => {
-                let mut host = vec![0.0; n * e];
-                be.download(&x, &mut host)?;
-                (1, be.upload(&host[(n - 1) * e..])?)
-            }
+        let src = if rows == n {
+            x
+        } else {
+            let mut host = vec![0.0; n * e];
+            be.download(&x, &mut host)?;
+            be.upload(&host[(n - rows) * e..])?
         };
         be.rms_norm(&src, &m.output_norm, c.rms_eps, rows, e, &mut h)?;
         let mut logits = be.alloc(rows * c.n_vocab)?;

@@ -3,6 +3,7 @@
 pub mod eval;
 pub mod inspect;
 pub mod model_arg;
+pub mod perplexity;
 pub mod pull;
 pub mod tokenize;
 
