@@ -39,6 +39,8 @@ enum Command {
     Tokenize(cmd::tokenize::TokenizeArgs),
     /// Turn token ids back into text.
     Detokenize(cmd::tokenize::DetokenizeArgs),
+    /// Write a random-weight GGUF model of a given architecture and shape.
+    Synth(cmd::synth::SynthArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Tokenize(a) => cmd::tokenize::run_tokenize(a),
         Command::Detokenize(a) => cmd::tokenize::run_detokenize(a),
+        Command::Synth(a) => cmd::synth::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

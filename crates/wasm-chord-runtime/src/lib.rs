@@ -20,6 +20,7 @@ mod model;
 pub mod perplexity;
 pub mod sampler;
 mod session;
+pub mod synth;
 
 pub use config::{Arch, ModelConfig};
 pub use error::{Result, RuntimeError};

@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod model_arg;
 pub mod perplexity;
 pub mod pull;
+pub mod synth;
 pub mod tokenize;
 
 /// What every subcommand returns.
