@@ -33,6 +33,8 @@ enum Command {
     Pull(cmd::pull::PullArgs),
     /// Teacher-forced top-N logits at every position, as JSON.
     Eval(cmd::eval::EvalArgs),
+    /// Continue a prompt, streaming text (sampling, seeds, stop texts).
+    Generate(cmd::generate::GenerateArgs),
     /// Perplexity of a text file, computed as llama-perplexity does.
     Perplexity(cmd::perplexity::PerplexityArgs),
     /// Turn text into token ids with the model's tokenizer.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Pull(a) => cmd::pull::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Tokenize(a) => cmd::tokenize::run_tokenize(a),
         Command::Detokenize(a) => cmd::tokenize::run_detokenize(a),

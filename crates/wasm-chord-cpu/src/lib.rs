@@ -39,6 +39,21 @@ impl CpuBackend {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Sizes the global thread pool (call once, before any work; later calls
+    /// fail because the pool already exists). Without it rayon uses one
+    /// thread per core.
+    pub fn set_threads(n: usize) -> Result<(), String> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Threads of the global pool.
+    pub fn threads() -> usize {
+        rayon::current_num_threads()
+    }
 }
 
 /// A weight on the CPU: a view of the file's bytes in their GGUF type.

@@ -10,6 +10,12 @@ pub enum RuntimeError {
     /// The file could not be read or its metadata is missing or mistyped.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// A sampler setting is invalid.
+    #[error(transparent)]
+    Sampler(#[from] crate::sampler::SamplerError),
+    /// Tokenizing or detokenizing failed.
+    #[error(transparent)]
+    Tokenizer(#[from] wasm_chord_core::tokenizer::TokenizerError),
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),

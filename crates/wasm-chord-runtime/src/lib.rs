@@ -15,6 +15,7 @@
 
 pub mod config;
 mod error;
+pub mod generate;
 mod kv_cache;
 mod model;
 pub mod perplexity;
@@ -24,6 +25,7 @@ pub mod synth;
 
 pub use config::{Arch, ModelConfig};
 pub use error::{Result, RuntimeError};
+pub use generate::{generate, CancelToken, GenerateParams, Generation, StopReason};
 pub use kv_cache::KvCache;
 pub use model::Model;
 pub use perplexity::{perplexity, Perplexity};

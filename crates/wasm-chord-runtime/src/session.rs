@@ -43,6 +43,8 @@ pub struct Session<'m, B: Backend> {
     cfg: SessionConfig,
     cache: KvCache<B>,
     n_past: usize,
+    /// The tokens whose keys and values are in the cache, in order.
+    history: Vec<u32>,
 }
 
 impl<'m, B: Backend> Session<'m, B> {
@@ -69,6 +71,7 @@ impl<'m, B: Backend> Session<'m, B> {
             cfg,
             cache,
             n_past: 0,
+            history: Vec::new(),
         })
     }
 
@@ -82,10 +85,48 @@ impl<'m, B: Backend> Session<'m, B> {
         &self.cache
     }
 
+    /// The tokens in the cache, in order.
+    pub fn history(&self) -> &[u32] {
+        &self.history
+    }
+
+    /// The session's sizes.
+    pub fn config(&self) -> SessionConfig {
+        self.cfg
+    }
+
+    /// The model this session runs.
+    pub fn model(&self) -> &'m Model<B> {
+        self.model
+    }
+
     /// Forgets the sequence.
     pub fn clear(&mut self) {
         self.cache.clear();
         self.n_past = 0;
+        self.history.clear();
+    }
+
+    /// Makes the cache hold `tokens` and returns the logits after the last
+    /// one, reusing the longest common prefix already cached instead of
+    /// recomputing it (multi-turn chat re-sends the whole conversation).
+    pub fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(RuntimeError::BadBatch {
+                len: 0,
+                max: self.cfg.n_batch,
+            });
+        }
+        let common = self
+            .history
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // At least the last token is run again, for its logits.
+        self.truncate(common.min(tokens.len() - 1))?;
+        let start = self.n_past;
+        self.forward(&tokens[start..], Logits::Last)
     }
 
     /// Keeps the first `n` positions, to continue from a common prefix.
@@ -108,6 +149,7 @@ impl<'m, B: Backend> Session<'m, B> {
         }
         self.cache.truncate(n);
         self.n_past = n;
+        self.history.truncate(n);
         Ok(())
     }
 
@@ -255,6 +297,7 @@ impl<'m, B: Backend> Session<'m, B> {
             }
         }
         self.n_past += n;
+        self.history.extend_from_slice(tokens);
 
         if rows == 0 {
             return Ok(Vec::new());

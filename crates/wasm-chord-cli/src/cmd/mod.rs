@@ -1,6 +1,7 @@
 //! The subcommands, one module each, plus what they share.
 
 pub mod eval;
+pub mod generate;
 pub mod inspect;
 pub mod model_arg;
 pub mod perplexity;
