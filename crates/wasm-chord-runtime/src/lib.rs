@@ -13,6 +13,7 @@
 //! Sampling, chat templates and streaming generation come next.
 #![warn(missing_docs)]
 
+pub mod chat_template;
 pub mod config;
 mod error;
 pub mod generate;
