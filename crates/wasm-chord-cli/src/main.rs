@@ -43,6 +43,8 @@ enum Command {
     Detokenize(cmd::tokenize::DetokenizeArgs),
     /// Write a random-weight GGUF model of a given architecture and shape.
     Synth(cmd::synth::SynthArgs),
+    /// Render a conversation with the model's chat template.
+    Template(cmd::template::TemplateArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => cmd::tokenize::run_tokenize(a),
         Command::Detokenize(a) => cmd::tokenize::run_detokenize(a),
         Command::Synth(a) => cmd::synth::run(a),
+        Command::Template(a) => cmd::template::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ pub mod model_arg;
 pub mod perplexity;
 pub mod pull;
 pub mod synth;
+pub mod template;
 pub mod tokenize;
 
 /// What every subcommand returns.
