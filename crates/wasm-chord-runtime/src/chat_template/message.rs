@@ -14,6 +14,10 @@ pub struct Message {
     pub content: Value,
     /// Other fields, passed to the template as they are (in order).
     pub extra: Map<String, Value>,
+    /// Key order of the JSON object this came from, so templates that
+    /// iterate or serialize a message see the caller's order (as Python
+    /// dicts keep it); empty for messages built in code.
+    key_order: Vec<String>,
 }
 
 impl Message {
@@ -23,6 +27,7 @@ impl Message {
             role: role.into(),
             content: Value::String(content.into()),
             extra: Map::new(),
+            key_order: Vec::new(),
         }
     }
 
@@ -71,6 +76,7 @@ impl Message {
             role: role.to_owned(),
             content,
             extra,
+            key_order: obj.keys().cloned().collect(),
         })
     }
 
@@ -86,13 +92,40 @@ impl Message {
             .collect()
     }
 
+    /// Adds (or replaces) another field, e.g. `tool_calls`.
+    pub fn with_field(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.extra.insert(key.into(), value);
+        self
+    }
+
     /// The message as the JSON object a template sees.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
-        m.insert("role".into(), Value::String(self.role.clone()));
-        m.insert("content".into(), self.content.clone());
+        for k in &self.key_order {
+            match k.as_str() {
+                "role" => {
+                    m.insert("role".into(), Value::String(self.role.clone()));
+                }
+                "content" => {
+                    m.insert("content".into(), self.content.clone());
+                }
+                other => {
+                    if let Some(v) = self.extra.get(other) {
+                        m.insert(other.to_owned(), v.clone());
+                    }
+                }
+            }
+        }
+        if !m.contains_key("role") {
+            m.insert("role".into(), Value::String(self.role.clone()));
+        }
+        if !m.contains_key("content") {
+            m.insert("content".into(), self.content.clone());
+        }
         for (k, v) in &self.extra {
-            m.insert(k.clone(), v.clone());
+            if !m.contains_key(k) {
+                m.insert(k.clone(), v.clone());
+            }
         }
         Value::Object(m)
     }

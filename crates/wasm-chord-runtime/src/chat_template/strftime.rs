@@ -80,6 +80,11 @@ impl DateTime {
     /// Now, from the system clock (the epoch if the clock is unavailable,
     /// e.g. on `wasm32-unknown-unknown`).
     pub(crate) fn now() -> Self {
+        // `SystemTime::now` panics on wasm32-unknown-unknown (no clock):
+        // there, pin the time with `ChatTemplate::with_fixed_time`.
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        let secs = 0;
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));

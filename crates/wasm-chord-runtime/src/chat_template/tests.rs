@@ -143,6 +143,27 @@ fn messages_from_json() {
     let v = json!([{"role": "user", "content": [{"type": "text", "text": "hi"}]}, {"role": "tool", "content": "1", "name": "f"}]);
     let m = Message::list_from_json(&v).unwrap();
     assert_eq!(m[1].extra.get("name"), Some(&json!("f")));
+    // The caller's key order survives (Python dicts keep it).
+    let keys: Vec<String> = m[1]
+        .to_json()
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(keys, ["role", "content", "name"]);
+    let v = json!([{"name": "f", "content": "1", "role": "tool"}]);
+    let t = ChatTemplate::new("{{ messages[0] | tojson }}", "", "").unwrap();
+    let m = Message::list_from_json(&v).unwrap();
+    assert_eq!(
+        t.render(&m, false, None).unwrap(),
+        r#"{"name": "f", "content": "1", "role": "tool"}"#
+    );
+    let built = Message::assistant("x").with_field("tool_calls", json!([]));
+    assert_eq!(
+        built.to_json(),
+        json!({"role": "assistant", "content": "x", "tool_calls": []})
+    );
     assert!(matches!(
         Message::list_from_json(&json!([{"content": "x"}])),
         Err(TemplateError::BadMessage { index: 0, .. })
