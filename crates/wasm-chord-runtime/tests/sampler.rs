@@ -380,3 +380,27 @@ fn constraint_and_bias_errors_never_panic() {
     // The remaining token is always chosen.
     assert_eq!(s.sample(&[0.5, 0.7, -3.0]), Ok(2));
 }
+
+#[test]
+fn chain_order_is_bias_penalties_then_truncation() {
+    // Token 2 is the best; a repeat penalty on it (applied before top-k)
+    // hands top-k 1 to token 4; a bias (applied first) can hand it back.
+    let cfg = SamplerConfig {
+        top_k: 1,
+        repeat_penalty: 2.0,
+        ..plain(1.0, 41)
+    };
+    let mut s = Sampler::new(cfg.clone()).unwrap();
+    assert_eq!(s.sample(&LOGITS).unwrap(), 2);
+    s.accept(2);
+    assert_eq!(s.sample(&LOGITS).unwrap(), 4);
+    s.reset();
+    assert_eq!(s.sample(&LOGITS).unwrap(), 2);
+    let mut s = Sampler::new(SamplerConfig {
+        logit_bias: vec![(5, 10.0)],
+        ..cfg
+    })
+    .unwrap();
+    s.accept(2);
+    assert_eq!(s.sample(&LOGITS).unwrap(), 5);
+}
