@@ -15,6 +15,10 @@
 //! Templates are untrusted: there is no loader (no `include`/`import` of
 //! other files, no file or host access), every render has a step budget
 //! (fuel) and an output-size cap, and failures are typed [`TemplateError`]s.
+//! Not bounded: memory a template builds up between outputs. minijinja caps
+//! `text * n` at 100 MB, but a string doubled in a loop grows as `2^steps`
+//! within the fuel budget, so renderers of hostile templates should also run
+//! under a process memory limit.
 //!
 //! ```
 //! use wasm_chord_runtime::chat_template::{ChatTemplate, Message};
