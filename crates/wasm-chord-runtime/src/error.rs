@@ -62,6 +62,9 @@ pub enum RuntimeError {
         /// Vocabulary size.
         n_vocab: usize,
     },
+    /// The caller cancelled (a progress callback returned `false`).
+    #[error("cancelled")]
+    Cancelled,
     /// A call with no tokens, or more than the session's batch size.
     #[error("batch of {len} tokens: must be between 1 and {max}")]
     BadBatch {

@@ -131,6 +131,18 @@ impl<B: Backend> Loader<'_, B> {
 impl<B: Backend> Model<B> {
     /// Loads the model in `file` onto `backend`.
     pub fn load(file: Arc<GgufFile>, backend: Arc<B>) -> Result<Self> {
+        Self::load_with_progress(file, backend, &mut |_| true)
+    }
+
+    /// Like [`Model::load`], reporting progress as a fraction in `[0, 1]`
+    /// after the embeddings and after each transformer block are uploaded.
+    /// The callback returns `false` to cancel: loading stops with
+    /// [`RuntimeError::Cancelled`] and everything uploaded so far is freed.
+    pub fn load_with_progress(
+        file: Arc<GgufFile>,
+        backend: Arc<B>,
+        progress: &mut dyn FnMut(f32) -> bool,
+    ) -> Result<Self> {
         let embd_info = file
             .tensor("token_embd.weight")
             .ok_or_else(|| RuntimeError::MissingTensor("token_embd.weight".into()))?;
@@ -172,6 +184,10 @@ impl<B: Backend> Model<B> {
                 Some(v)
             }
         };
+        let steps = (c.n_layer + 1) as f32;
+        if !progress(1.0 / steps) {
+            return Err(RuntimeError::Cancelled);
+        }
         let mut layers = Vec::with_capacity(c.n_layer);
         for il in 0..c.n_layer {
             let n = |t: &str| format!("blk.{il}.{t}.weight");
@@ -246,6 +262,9 @@ impl<B: Backend> Model<B> {
                 w_down: ld.load(&n("ffn_down"), &[ff, e])?,
                 ffn_post_norm,
             });
+            if !progress((il + 2) as f32 / steps) {
+                return Err(RuntimeError::Cancelled);
+            }
         }
         Ok(Model {
             config: c,
