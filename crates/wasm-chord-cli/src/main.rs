@@ -35,6 +35,8 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Continue a prompt, streaming text (sampling, seeds, stop texts).
     Generate(cmd::generate::GenerateArgs),
+    /// Interactive multi-turn chat with the model's chat template.
+    Chat(cmd::chat::ChatArgs),
     /// Perplexity of a text file, computed as llama-perplexity does.
     Perplexity(cmd::perplexity::PerplexityArgs),
     /// Turn text into token ids with the model's tokenizer.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Pull(a) => cmd::pull::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Generate(a) => cmd::generate::run(a),
+        Command::Chat(a) => cmd::chat::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Tokenize(a) => cmd::tokenize::run_tokenize(a),
         Command::Detokenize(a) => cmd::tokenize::run_detokenize(a),

@@ -33,11 +33,13 @@ mod error;
 mod json;
 mod message;
 mod python_str;
+mod select;
 mod strftime;
 
 pub use builtin::BUILTIN_NAMES;
 pub use error::TemplateError;
 pub use message::Message;
+pub use select::builtin_for;
 
 use minijinja::{Environment, ErrorKind, Value};
 use std::sync::{Arc, Mutex};
