@@ -2,13 +2,10 @@
 
 use super::{model_arg, CmdResult};
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Arc;
-use wasm_chord_core::gguf::GgufFile;
-use wasm_chord_core::tokenizer::Tokenizer;
 use wasm_chord_cpu::CpuBackend;
 use wasm_chord_runtime::chat_template::{ChatTemplate, Message};
 use wasm_chord_runtime::sampler::SamplerConfig;
-use wasm_chord_runtime::{generate, GenerateParams, Model, Session, SessionConfig, StopReason};
+use wasm_chord_runtime::{generate, GenerateParams, Session, SessionConfig, StopReason};
 
 /// Chat with the model, one line per turn, using its chat template (or the
 /// built-in template for its architecture when the file has none).
@@ -56,9 +53,11 @@ pub fn run(args: ChatArgs) -> CmdResult {
     if let Some(t) = args.threads {
         CpuBackend::set_threads(t.max(1))?;
     }
-    let path = model_arg::resolve(args.model.as_deref())?;
-    let file = Arc::new(GgufFile::open(&path)?);
-    let tok = Tokenizer::from_metadata(file.metadata())?;
+    let model_arg::Loaded {
+        tokenizer: tok,
+        model,
+    } = model_arg::load(args.model.as_deref())?;
+    let file = model.file().clone();
     let text_of = |id: Option<u32>| {
         id.and_then(|i| tok.token_text(i))
             .unwrap_or_default()
@@ -77,7 +76,6 @@ pub fn run(args: ChatArgs) -> CmdResult {
             t
         }
     };
-    let model = Model::load(file, Arc::new(CpuBackend::new()))?;
     let mut session = Session::new(
         &model,
         SessionConfig {

@@ -2,12 +2,9 @@
 
 use super::{model_arg, CmdResult};
 use std::io::Write;
-use std::sync::Arc;
-use wasm_chord_core::gguf::GgufFile;
-use wasm_chord_core::tokenizer::Tokenizer;
 use wasm_chord_cpu::CpuBackend;
 use wasm_chord_runtime::sampler::SamplerConfig;
-use wasm_chord_runtime::{generate, GenerateParams, Model, Session, SessionConfig};
+use wasm_chord_runtime::{generate, GenerateParams, Session, SessionConfig};
 
 /// Continue a prompt with the model, streaming text to stdout; timings go to
 /// stderr at the end (prompt and generation tokens/s).
@@ -92,10 +89,10 @@ pub fn run(args: GenerateArgs) -> CmdResult {
     if let Some(t) = args.threads {
         CpuBackend::set_threads(t.max(1))?;
     }
-    let path = model_arg::resolve(args.model.as_deref())?;
-    let file = Arc::new(GgufFile::open(&path)?);
-    let tok = Tokenizer::from_metadata(file.metadata())?;
-    let model = Model::load(file, Arc::new(CpuBackend::new()))?;
+    let model_arg::Loaded {
+        tokenizer: tok,
+        model,
+    } = model_arg::load(args.model.as_deref())?;
     let prompt = tok.encode(&args.prompt, true, false);
     let mut session = Session::new(
         &model,

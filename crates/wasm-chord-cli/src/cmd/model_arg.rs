@@ -98,3 +98,42 @@ impl ProgressBar {
         }
     }
 }
+
+/// A model ready to run: file, tokenizer and weights on the CPU backend.
+pub struct Loaded {
+    /// The tokenizer read from the file.
+    pub tokenizer: wasm_chord_core::tokenizer::Tokenizer,
+    /// The model.
+    pub model: wasm_chord_runtime::Model<wasm_chord_cpu::CpuBackend>,
+}
+
+/// Resolves `arg` (see [`resolve`]), opens the file and loads tokenizer and
+/// model, with a progress bar on a terminal while the weights are uploaded.
+pub fn load(arg: Option<&str>) -> Result<Loaded, Box<dyn std::error::Error + Send + Sync>> {
+    let path = resolve(arg)?;
+    let file = std::sync::Arc::new(wasm_chord_core::gguf::GgufFile::open(&path)?);
+    let tokenizer = wasm_chord_core::tokenizer::Tokenizer::from_metadata(file.metadata())?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(100)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}%") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+    let model = wasm_chord_runtime::Model::load_with_progress(
+        file,
+        std::sync::Arc::new(wasm_chord_cpu::CpuBackend::new()),
+        &mut |p| {
+            bar.set_position((p * 100.0) as u64);
+            true
+        },
+    )?;
+    bar.finish_and_clear();
+    Ok(Loaded { tokenizer, model })
+}
