@@ -152,3 +152,38 @@ fn batches_prefix_reuse_and_ring_cache_agree_with_a_plain_run() {
     assert_eq!(d.history(), &tokens[..]);
     assert!(max_rel_diff(&last, &all[(n - 1) * v..]) < 1e-5);
 }
+
+#[test]
+fn one_model_serves_sessions_on_several_threads() {
+    let model = Model::load(tiny("llama"), Arc::new(CpuBackend::new())).unwrap();
+    let tokens: Vec<u32> = (1..20).collect();
+    let mut solo = Session::new(
+        &model,
+        SessionConfig {
+            n_ctx: 32,
+            n_batch: 8,
+        },
+    )
+    .unwrap();
+    let want = solo.forward(&tokens, Logits::Last).unwrap();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut sess = Session::new(
+                        &model,
+                        SessionConfig {
+                            n_ctx: 32,
+                            n_batch: 8,
+                        },
+                    )
+                    .unwrap();
+                    sess.forward(&tokens, Logits::Last).unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), want);
+        }
+    });
+}
