@@ -6,22 +6,11 @@ fn wasmchord() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wasmchord"))
 }
 
-/// The default model, fetched through the project's cache. With CI=true a
-/// missing model is a failure; elsewhere the test is skipped with a note.
-fn default_model() -> Option<std::path::PathBuf> {
-    match wasm_chord_cli::models::ensure_default() {
-        Ok(p) => Some(p),
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping: default model unavailable ({e})");
-            None
-        }
-        Err(e) => panic!("default model unavailable in CI: {e}"),
-    }
-}
-
 #[test]
 fn inspect_default_model_lists_236_tensors_and_gemma3_metadata() {
-    let Some(model) = default_model() else { return };
+    let Some(model) = wasm_chord_cli::models::default_model_for_test() else {
+        return;
+    };
     let out = wasmchord().arg("inspect").arg(&model).output().unwrap();
     assert!(
         out.status.success(),

@@ -13,14 +13,7 @@ use wasm_chord_runtime::{
 };
 
 fn load() -> Option<(Model<CpuBackend>, Tokenizer)> {
-    let path = match wasm_chord_cli::models::ensure_default() {
-        Ok(p) => p,
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping: default model unavailable ({e})");
-            return None;
-        }
-        Err(e) => panic!("default model unavailable in CI: {e}"),
-    };
+    let path = wasm_chord_cli::models::default_model_for_test()?;
     let file = Arc::new(GgufFile::open(&path).unwrap());
     let tok = Tokenizer::from_metadata(file.metadata()).unwrap();
     Some((Model::load(file, Arc::new(CpuBackend::new())).unwrap(), tok))
@@ -47,10 +40,8 @@ fn generation_behaviour_on_the_default_model() {
 
     // Greedy: llama.cpp's continuation of the fixture prompt, up to its first
     // low-margin step.
-    let fixture: Value = serde_json::from_str(include_str!(
-        "fixtures/parity/gemma3-270m-q4_k_m.json"
-    ))
-    .unwrap();
+    let fixture: Value =
+        serde_json::from_str(include_str!("fixtures/parity/gemma3-270m-q4_k_m.json")).unwrap();
     let r = &fixture["results"][1];
     let prompt = tok.encode(r["prompt"].as_str().unwrap(), true, false);
     let confident = r["greedy_margins"]
@@ -118,8 +109,15 @@ fn generation_behaviour_on_the_default_model() {
     // evaluates the new tokens.
     let mut follow = s.history().to_vec();
     follow.extend(tok.encode(" And then", false, false));
-    let g3 = generate(&mut s, &tok, &follow, &params(2, SamplerConfig::greedy()), None, &mut |_| true)
-        .unwrap();
+    let g3 = generate(
+        &mut s,
+        &tok,
+        &follow,
+        &params(2, SamplerConfig::greedy()),
+        None,
+        &mut |_| true,
+    )
+    .unwrap();
     assert!(
         g3.prompt_eval_tokens <= follow.len() - prompt.len(),
         "re-evaluated {} of {} tokens",
@@ -133,13 +131,27 @@ fn generation_behaviour_on_the_default_model() {
     let c2 = cancel.clone();
     std::thread::spawn(move || c2.cancel()).join().unwrap();
     let mut s = Session::new(&model, cfg()).unwrap();
-    let g4 = generate(&mut s, &tok, &prompt, &params(8, SamplerConfig::greedy()), Some(&cancel), &mut |_| true)
-        .unwrap();
+    let g4 = generate(
+        &mut s,
+        &tok,
+        &prompt,
+        &params(8, SamplerConfig::greedy()),
+        Some(&cancel),
+        &mut |_| true,
+    )
+    .unwrap();
     assert_eq!(g4.stop, StopReason::Cancelled);
     assert!(g4.tokens.is_empty());
     let mut s = Session::new(&model, cfg()).unwrap();
-    let g5 = generate(&mut s, &tok, &prompt, &params(8, SamplerConfig::greedy()), None, &mut |_| false)
-        .unwrap();
+    let g5 = generate(
+        &mut s,
+        &tok,
+        &prompt,
+        &params(8, SamplerConfig::greedy()),
+        None,
+        &mut |_| false,
+    )
+    .unwrap();
     assert_eq!(g5.stop, StopReason::Cancelled);
     assert_eq!(g5.tokens.len(), 1);
 
@@ -149,12 +161,36 @@ fn generation_behaviour_on_the_default_model() {
         n_batch: 64,
     };
     let mut s = Session::new(&model, small).unwrap();
-    let g6 = generate(&mut s, &tok, &prompt, &params(50, SamplerConfig::greedy()), None, &mut |_| true)
-        .unwrap();
+    let g6 = generate(
+        &mut s,
+        &tok,
+        &prompt,
+        &params(50, SamplerConfig::greedy()),
+        None,
+        &mut |_| true,
+    )
+    .unwrap();
     assert_eq!(g6.stop, StopReason::ContextFull);
     assert!(g6.tokens.len() <= 4);
-    let mut s = Session::new(&model, SessionConfig { n_ctx: 4, n_batch: 64 }).unwrap();
-    let e = generate(&mut s, &tok, &prompt, &params(1, SamplerConfig::greedy()), None, &mut |_| true)
-        .unwrap_err();
-    assert!(matches!(e, wasm_chord_runtime::RuntimeError::ContextFull { .. }), "{e}");
+    let mut s = Session::new(
+        &model,
+        SessionConfig {
+            n_ctx: 4,
+            n_batch: 64,
+        },
+    )
+    .unwrap();
+    let e = generate(
+        &mut s,
+        &tok,
+        &prompt,
+        &params(1, SamplerConfig::greedy()),
+        None,
+        &mut |_| true,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, wasm_chord_runtime::RuntimeError::ContextFull { .. }),
+        "{e}"
+    );
 }

@@ -19,17 +19,6 @@ use wasm_chord_core::tokenizer::Tokenizer;
 use wasm_chord_cpu::CpuBackend;
 use wasm_chord_runtime::{Logits, Model, Session, SessionConfig};
 
-fn default_model() -> Option<std::path::PathBuf> {
-    match wasm_chord_cli::models::ensure_default() {
-        Ok(p) => Some(p),
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping: default model unavailable ({e})");
-            None
-        }
-        Err(e) => panic!("default model unavailable in CI: {e}"),
-    }
-}
-
 fn pairs(v: &Value) -> Vec<(u32, f32)> {
     v.as_array()
         .unwrap()
@@ -44,7 +33,9 @@ fn argmax(row: &[f32]) -> u32 {
 
 #[test]
 fn gemma3_270m_matches_llama_cpp() {
-    let Some(path) = default_model() else { return };
+    let Some(path) = wasm_chord_cli::models::default_model_for_test() else {
+        return;
+    };
     let fixture: Value =
         serde_json::from_str(include_str!("fixtures/parity/gemma3-270m-q4_k_m.json")).unwrap();
     let file = Arc::new(GgufFile::open(&path).unwrap());

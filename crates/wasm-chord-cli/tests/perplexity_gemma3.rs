@@ -15,20 +15,11 @@ use wasm_chord_runtime::{perplexity, Model};
 
 const CHUNKS: usize = 4;
 
-fn default_model() -> Option<std::path::PathBuf> {
-    match wasm_chord_cli::models::ensure_default() {
-        Ok(p) => Some(p),
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipping: default model unavailable ({e})");
-            None
-        }
-        Err(e) => panic!("default model unavailable in CI: {e}"),
-    }
-}
-
 #[test]
 fn perplexity_matches_llama_perplexity_within_half_a_percent() {
-    let Some(path) = default_model() else { return };
+    let Some(path) = wasm_chord_cli::models::default_model_for_test() else {
+        return;
+    };
     let reference: Value =
         serde_json::from_str(include_str!("fixtures/perplexity/llama-perplexity.json")).unwrap();
     let text = include_str!("fixtures/perplexity/python-reference.txt");
