@@ -47,6 +47,8 @@ enum Command {
     Synth(cmd::synth::SynthArgs),
     /// Render a conversation with the model's chat template.
     Template(cmd::template::TemplateArgs),
+    /// Prompt and generation speed, as llama-bench measures them.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Detokenize(a) => cmd::tokenize::run_detokenize(a),
         Command::Synth(a) => cmd::synth::run(a),
         Command::Template(a) => cmd::template::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

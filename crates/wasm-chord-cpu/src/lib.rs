@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod attention;
+mod kernels;
 mod matmul;
 mod ops;
 

@@ -1,5 +1,8 @@
-//! Quantized matrix multiplication and embedding lookup (scalar reference).
+//! Quantized matrix multiplication and embedding lookup: activations are
+//! quantized once per token, then each weight row is dotted with them by the
+//! fastest kernel for its type (see `kernels`), or the scalar reference.
 
+use crate::kernels::{self, RowKernel};
 use crate::{need, shape, CpuWeight};
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -36,21 +39,25 @@ pub fn matmul(w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Res
     let out = &mut out[..n_tokens * w.rows];
     let x = &x[..n_tokens * w.cols];
     match w.ty {
-        GgmlType::F32 => mm::<f32>(w, x, n_tokens, out),
-        GgmlType::F16 => mm::<f16>(w, x, n_tokens, out),
-        GgmlType::BF16 => mm::<bf16>(w, x, n_tokens, out),
-        GgmlType::Q4_0 => mm::<BlockQ4_0>(w, x, n_tokens, out),
-        GgmlType::Q4_1 => mm::<BlockQ4_1>(w, x, n_tokens, out),
-        GgmlType::Q5_0 => mm::<BlockQ5_0>(w, x, n_tokens, out),
-        GgmlType::Q5_1 => mm::<BlockQ5_1>(w, x, n_tokens, out),
-        GgmlType::Q8_0 => mm::<BlockQ8_0>(w, x, n_tokens, out),
-        GgmlType::Q2_K => mm::<BlockQ2K>(w, x, n_tokens, out),
-        GgmlType::Q3_K => mm::<BlockQ3K>(w, x, n_tokens, out),
-        GgmlType::Q4_K => mm::<BlockQ4K>(w, x, n_tokens, out),
-        GgmlType::Q5_K => mm::<BlockQ5K>(w, x, n_tokens, out),
-        GgmlType::Q6_K => mm::<BlockQ6K>(w, x, n_tokens, out),
-        GgmlType::IQ4_NL => mm::<BlockIQ4NL>(w, x, n_tokens, out),
-        GgmlType::IQ4_XS => mm::<BlockIQ4XS>(w, x, n_tokens, out),
+        GgmlType::F32 => mm::<f32>(w, x, n_tokens, out, RowKernel::scalar::<f32>()),
+        GgmlType::F16 => mm::<f16>(w, x, n_tokens, out, RowKernel::scalar::<f16>()),
+        GgmlType::BF16 => mm::<bf16>(w, x, n_tokens, out, RowKernel::scalar::<bf16>()),
+        GgmlType::Q4_0 => mm::<BlockQ4_0>(w, x, n_tokens, out, kernels::Q4_0),
+        GgmlType::Q4_1 => mm::<BlockQ4_1>(w, x, n_tokens, out, RowKernel::scalar::<BlockQ4_1>()),
+        GgmlType::Q5_0 => mm::<BlockQ5_0>(w, x, n_tokens, out, kernels::Q5_0),
+        GgmlType::Q5_1 => mm::<BlockQ5_1>(w, x, n_tokens, out, RowKernel::scalar::<BlockQ5_1>()),
+        GgmlType::Q8_0 => mm::<BlockQ8_0>(w, x, n_tokens, out, kernels::Q8_0),
+        GgmlType::Q2_K => mm::<BlockQ2K>(w, x, n_tokens, out, RowKernel::scalar::<BlockQ2K>()),
+        GgmlType::Q3_K => mm::<BlockQ3K>(w, x, n_tokens, out, RowKernel::scalar::<BlockQ3K>()),
+        GgmlType::Q4_K => mm::<BlockQ4K>(w, x, n_tokens, out, kernels::Q4_K),
+        GgmlType::Q5_K => mm::<BlockQ5K>(w, x, n_tokens, out, RowKernel::scalar::<BlockQ5K>()),
+        GgmlType::Q6_K => mm::<BlockQ6K>(w, x, n_tokens, out, kernels::Q6_K),
+        GgmlType::IQ4_NL => {
+            mm::<BlockIQ4NL>(w, x, n_tokens, out, RowKernel::scalar::<BlockIQ4NL>())
+        }
+        GgmlType::IQ4_XS => {
+            mm::<BlockIQ4XS>(w, x, n_tokens, out, RowKernel::scalar::<BlockIQ4XS>())
+        }
         ty => Err(BackendError::UnsupportedType {
             backend: "cpu",
             op: "matmul",
@@ -59,7 +66,17 @@ pub fn matmul(w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Res
     }
 }
 
-fn mm<B: GgmlBlock>(w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<()> {
+/// Tokens handled together against a group of weight rows: their activation
+/// blocks stay in cache while the rows are swept.
+const TOKENS_PER_TILE: usize = 64;
+
+fn mm<B: GgmlBlock>(
+    w: &CpuWeight,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    kernel: RowKernel<B::VecDotType>,
+) -> Result<()> {
     let cols = w.cols;
     if cols % B::BLCK_SIZE != 0 {
         return Err(shape(
@@ -77,31 +94,54 @@ fn mm<B: GgmlBlock>(w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) 
     let data = w.data.as_slice();
     let row_bytes = nb * B::TYPE_SIZE;
     need("matmul", "weight bytes", data.len(), row_bytes * w.rows)?;
-    let tasks: Vec<Result<Vec<f32>>> = (0..w.rows.div_ceil(ROWS_PER_TASK))
+    let rows = w.rows;
+    let row_of = |r: usize| &data[r * row_bytes..(r + 1) * row_bytes];
+    if n_tokens == 1 {
+        // Generation: each task writes its rows of the output directly.
+        out.par_chunks_mut(ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                let r0 = task * ROWS_PER_TASK;
+                for (i, o) in chunk.iter_mut().enumerate() {
+                    *o = (kernel.one)(row_of(r0 + i), &acts);
+                }
+            });
+        return Ok(());
+    }
+    // Batches: a task takes ROWS_PER_TASK weight rows and sweeps the tokens
+    // in tiles, so both the rows and a tile of activations stay in cache.
+    let tasks: Vec<Vec<f32>> = (0..rows.div_ceil(ROWS_PER_TASK))
         .into_par_iter()
         .map(|task| {
             let r0 = task * ROWS_PER_TASK;
-            let r1 = (r0 + ROWS_PER_TASK).min(w.rows);
-            let mut res = Vec::with_capacity((r1 - r0) * n_tokens);
-            let mut blocks: Vec<B> = Vec::with_capacity(nb);
-            for r in r0..r1 {
-                let row = &data[r * row_bytes..(r + 1) * row_bytes];
-                blocks.clear();
-                blocks.extend(row.chunks_exact(B::TYPE_SIZE).map(B::read));
-                for t in 0..n_tokens {
-                    let a = &acts[t * n_act_blocks..(t + 1) * n_act_blocks];
-                    res.push(B::vec_dot(cols, &blocks, a)?);
+            let r1 = (r0 + ROWS_PER_TASK).min(rows);
+            let mut res = vec![0f32; (r1 - r0) * n_tokens];
+            for t0 in (0..n_tokens).step_by(TOKENS_PER_TILE) {
+                let t1 = (t0 + TOKENS_PER_TILE).min(n_tokens);
+                for r in r0..r1 {
+                    let row = row_of(r);
+                    let res = &mut res[(r - r0) * n_tokens..(r - r0 + 1) * n_tokens];
+                    let act = |t: usize| &acts[t * n_act_blocks..(t + 1) * n_act_blocks];
+                    // Four tokens share each decoded weight block.
+                    let mut t = t0;
+                    while t + 4 <= t1 {
+                        let four = (kernel.four)(row, [act(t), act(t + 1), act(t + 2), act(t + 3)]);
+                        res[t..t + 4].copy_from_slice(&four);
+                        t += 4;
+                    }
+                    for (t, o) in res.iter_mut().enumerate().take(t1).skip(t) {
+                        *o = (kernel.one)(row, act(t));
+                    }
                 }
             }
-            Ok(res)
+            res
         })
         .collect();
     for (task, res) in tasks.into_iter().enumerate() {
-        let res = res?;
         let r0 = task * ROWS_PER_TASK;
         for (i, chunk) in res.chunks_exact(n_tokens).enumerate() {
             for (t, v) in chunk.iter().enumerate() {
-                out[t * w.rows + r0 + i] = *v;
+                out[t * rows + r0 + i] = *v;
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The subcommands, one module each, plus what they share.
 
+pub mod bench;
 pub mod chat;
 pub mod eval;
 pub mod generate;

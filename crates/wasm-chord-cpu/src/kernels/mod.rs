@@ -1,0 +1,139 @@
+//! Row dot products over raw GGUF weight bytes: one weight row, as stored,
+//! against the row's activation blocks (quantized once per token).
+//!
+//! Each weight type with a fast kernel has a safe entry point here that picks
+//! the best kernel for the CPU (features detected once, see [`has_avx2`]) and
+//! otherwise falls back to [`dot_scalar`], the scalar reference: core's
+//! `GgmlBlock::dot_block`, block by block. The SIMD kernels are tested against
+//! that reference on random blocks (`tests.rs`).
+//!
+//! Kernels so far (x86-64 with AVX2, FMA and F16C, ported from ggml-cpu's
+//! `arch/x86/quants.c`): Q8_0·Q8_0, Q5_0·Q8_0, Q4_0·Q8_0, Q4_K·Q8_K, Q6_K·Q8_K.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(test)]
+mod tests;
+
+use wasm_chord_core::quant::{
+    BlockQ4K, BlockQ4_0, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, DotAcc, GgmlBlock,
+};
+
+/// Whether the CPU has AVX2, FMA and F16C (detected on first call, then
+/// cached).
+pub(crate) fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The scalar reference for any block type: decodes each weight block from
+/// its bytes and accumulates core's `dot_block`, exactly as
+/// `GgmlBlock::vec_dot` does. Blocks beyond the shorter input are ignored.
+pub(crate) fn dot_scalar<B: GgmlBlock>(row: &[u8], acts: &[B::VecDotType]) -> f32 {
+    let mut acc = DotAcc::default();
+    for (x, y) in row.chunks_exact(B::TYPE_SIZE).zip(acts) {
+        B::read(x).dot_block(y, &mut acc);
+    }
+    acc.finish()
+}
+
+/// Four tokens against one weight row with the scalar reference.
+pub(crate) fn dot4_scalar<B: GgmlBlock>(row: &[u8], acts: [&[B::VecDotType]; 4]) -> [f32; 4] {
+    acts.map(|a| dot_scalar::<B>(row, a))
+}
+
+/// The two kernels of one weight type: one token, and four tokens sharing
+/// each decoded weight block (prompt batches).
+#[derive(Clone, Copy)]
+pub(crate) struct RowKernel<A: 'static> {
+    /// One weight row · one token's activation blocks.
+    pub one: fn(&[u8], &[A]) -> f32,
+    /// One weight row · four tokens' activation blocks.
+    pub four: fn(&[u8], [&[A]; 4]) -> [f32; 4],
+}
+
+impl<A: 'static> RowKernel<A> {
+    /// The scalar reference kernels of weight type `B`.
+    pub(crate) fn scalar<B: GgmlBlock<VecDotType = A>>() -> Self {
+        Self {
+            one: dot_scalar::<B>,
+            four: dot4_scalar::<B>,
+        }
+    }
+}
+
+/// Defines the safe entry points of one weight type: the AVX2 kernel when
+/// the CPU has it, the scalar reference otherwise.
+macro_rules! row_kernel {
+    ($(#[$doc:meta])* $name:ident, $block:ty, $act:ty, $avx2:ident) => {
+        $(#[$doc])*
+        pub(crate) const $name: RowKernel<$act> = {
+            fn one(row: &[u8], acts: &[$act]) -> f32 {
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: AVX2, FMA and F16C were detected on this CPU;
+                    // the kernel bounds every read by the slices it is given.
+                    let [r] = unsafe { avx2::$avx2::<1>(row, [acts]) };
+                    return r;
+                }
+                dot_scalar::<$block>(row, acts)
+            }
+            fn four(row: &[u8], acts: [&[$act]; 4]) -> [f32; 4] {
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: as in `one`.
+                    return unsafe { avx2::$avx2::<4>(row, acts) };
+                }
+                dot4_scalar::<$block>(row, acts)
+            }
+            RowKernel { one, four }
+        };
+    };
+}
+
+row_kernel!(
+    /// Q8_0 weight rows · Q8_0 activations.
+    Q8_0,
+    BlockQ8_0,
+    BlockQ8_0,
+    dot_q8_0_q8_0
+);
+row_kernel!(
+    /// Q5_0 weight rows · Q8_0 activations.
+    Q5_0,
+    BlockQ5_0,
+    BlockQ8_0,
+    dot_q5_0_q8_0
+);
+row_kernel!(
+    /// Q4_0 weight rows · Q8_0 activations.
+    Q4_0,
+    BlockQ4_0,
+    BlockQ8_0,
+    dot_q4_0_q8_0
+);
+row_kernel!(
+    /// Q4_K weight rows · Q8_K activations.
+    Q4_K,
+    BlockQ4K,
+    BlockQ8K,
+    dot_q4_k_q8_k
+);
+row_kernel!(
+    /// Q6_K weight rows · Q8_K activations.
+    Q6_K,
+    BlockQ6K,
+    BlockQ8K,
+    dot_q6_k_q8_k
+);

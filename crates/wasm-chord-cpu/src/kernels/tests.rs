@@ -1,0 +1,151 @@
+//! Each fast kernel against the scalar reference (`GgmlBlock::vec_dot`) on
+//! random blocks, at several lengths and a misaligned row start.
+
+use super::*;
+use wasm_chord_core::quant::{self, f32_to_f16_bits};
+use wasm_chord_core::GgmlType;
+
+/// xorshift64 stream.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in [-1, 1).
+    fn f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn byte(&mut self) -> u8 {
+        (self.next() >> 32) as u8
+    }
+}
+
+/// Random bytes for `nb` weight blocks of type `B`, with every f16 scale set
+/// to a finite random value (at `f16_at` offsets in each block) and, for
+/// Q8_0, quants in -127..=127 as ggml's quantizer produces.
+fn random_row<B: GgmlBlock>(rng: &mut Rng, nb: usize, f16_at: &[usize]) -> Vec<u8> {
+    let mut row: Vec<u8> = (0..nb * B::TYPE_SIZE).map(|_| rng.byte()).collect();
+    for blk in row.chunks_exact_mut(B::TYPE_SIZE) {
+        for &o in f16_at {
+            let v = 0.001 + 0.05 * rng.f32().abs();
+            blk[o..o + 2].copy_from_slice(&f32_to_f16_bits(v).to_le_bytes());
+        }
+        if B::DTYPE == GgmlType::Q8_0 {
+            for q in &mut blk[2..] {
+                if *q == 0x80 {
+                    *q = 0x81;
+                }
+            }
+        }
+    }
+    row
+}
+
+/// Checks `fast` against the reference on random rows of 1, 3 and 8 blocks,
+/// with the row starting at an odd address.
+fn check<B: GgmlBlock>(f16_at: &[usize], fast: impl Fn(&[u8], &[B::VecDotType]) -> f32) {
+    check4::<B>(f16_at, |r, a| {
+        let [a0, a1, a2, a3] = a;
+        [fast(r, a0), fast(r, a1), fast(r, a2), fast(r, a3)]
+    });
+}
+
+/// As [`check`], for a kernel taking four tokens at once (each with its own
+/// random activations).
+fn check4<B: GgmlBlock>(f16_at: &[usize], fast: impl Fn(&[u8], [&[B::VecDotType]; 4]) -> [f32; 4]) {
+    let mut rng = Rng(0x1234_5678_9abc_def1 ^ B::TYPE_SIZE as u64);
+    for nb in [1usize, 3, 8] {
+        for _ in 0..20 {
+            let n = nb * B::BLCK_SIZE;
+            let mut bytes = vec![0u8];
+            bytes.extend(random_row::<B>(&mut rng, nb, f16_at));
+            let row = &bytes[1..];
+            let acts: Vec<Vec<B::VecDotType>> = (0..4)
+                .map(|_| {
+                    let x: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
+                    let mut a = vec![B::VecDotType::default(); n / B::VecDotType::BLCK_SIZE];
+                    B::VecDotType::from_float(&x, &mut a).expect("activations quantize");
+                    a
+                })
+                .collect();
+            let got = fast(row, [&acts[0], &acts[1], &acts[2], &acts[3]]);
+            let blocks: Vec<B> = row.chunks_exact(B::TYPE_SIZE).map(B::read).collect();
+            let mut w = vec![0f32; n];
+            quant::dequantize(B::DTYPE, row, &mut w).expect("dequantize");
+            for (acts, got) in acts.iter().zip(got) {
+                let want = B::vec_dot(n, &blocks, acts).expect("reference dot");
+                // Scale of the tolerance: Σ |w_i · a_i| of the dequantized values.
+                let mut a = vec![0f32; n];
+                B::VecDotType::to_float(acts, &mut a).expect("dequantize activations");
+                let mag: f32 = w.iter().zip(&a).map(|(p, q)| (p * q).abs()).sum();
+                assert!(mag > 0.0, "degenerate random input");
+                assert!(
+                    (got - want).abs() <= 1e-5 * mag,
+                    "{:?} nb={nb}: fast {got} vs reference {want} (scale {mag})",
+                    B::DTYPE
+                );
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx2_test {
+    ($name:ident, $block:ty, $f16:expr, $kernel:ident) => {
+        #[test]
+        fn $name() {
+            if !has_avx2() {
+                eprintln!("skipped: no AVX2/FMA/F16C on this CPU");
+                return;
+            }
+            // SAFETY: the features were detected just above.
+            check::<$block>(&$f16, |r, a| unsafe { avx2::$kernel::<1>(r, [a])[0] });
+            // SAFETY: as above.
+            check4::<$block>(&$f16, |r, a| unsafe { avx2::$kernel::<4>(r, a) });
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+avx2_test!(avx2_q8_0_matches_reference, BlockQ8_0, [0], dot_q8_0_q8_0);
+#[cfg(target_arch = "x86_64")]
+avx2_test!(avx2_q5_0_matches_reference, BlockQ5_0, [0], dot_q5_0_q8_0);
+#[cfg(target_arch = "x86_64")]
+avx2_test!(avx2_q4_0_matches_reference, BlockQ4_0, [0], dot_q4_0_q8_0);
+#[cfg(target_arch = "x86_64")]
+avx2_test!(avx2_q4_k_matches_reference, BlockQ4K, [0, 2], dot_q4_k_q8_k);
+#[cfg(target_arch = "x86_64")]
+avx2_test!(avx2_q6_k_matches_reference, BlockQ6K, [208], dot_q6_k_q8_k);
+
+#[test]
+fn dispatched_entry_points_match_reference() {
+    check::<BlockQ8_0>(&[0], Q8_0.one);
+    check::<BlockQ5_0>(&[0], Q5_0.one);
+    check::<BlockQ4_0>(&[0], Q4_0.one);
+    check::<BlockQ4K>(&[0, 2], Q4_K.one);
+    check::<BlockQ6K>(&[208], Q6_K.one);
+    check4::<BlockQ8_0>(&[0], Q8_0.four);
+    check4::<BlockQ5_0>(&[0], Q5_0.four);
+    check4::<BlockQ4_0>(&[0], Q4_0.four);
+    check4::<BlockQ4K>(&[0, 2], Q4_K.four);
+    check4::<BlockQ6K>(&[208], Q6_K.four);
+}
+
+#[test]
+fn scalar_path_is_the_reference() {
+    let mut rng = Rng(99);
+    let row = random_row::<BlockQ6K>(&mut rng, 2, &[208]);
+    let x: Vec<f32> = (0..512).map(|_| rng.f32()).collect();
+    let mut acts = vec![BlockQ8K::default(); 2];
+    BlockQ8K::from_float(&x, &mut acts).expect("quantize");
+    let blocks: Vec<BlockQ6K> = row.chunks_exact(210).map(BlockQ6K::read).collect();
+    let want = BlockQ6K::vec_dot(512, &blocks, &acts).expect("reference dot");
+    assert_eq!(
+        dot_scalar::<BlockQ6K>(&row, &acts).to_bits(),
+        want.to_bits()
+    );
+}
