@@ -4,6 +4,8 @@ use crate::config::ModelConfig;
 use crate::error::{Result, RuntimeError};
 use crate::kv_cache::KvCache;
 use crate::model::Model;
+use std::ops::Deref;
+use std::sync::Arc;
 use wasm_chord_core::backend::{AttentionParams, Backend, RopeParams};
 
 /// Sizes of a session.
@@ -37,9 +39,28 @@ pub enum Logits {
     Tail(usize),
 }
 
-/// One sequence being evaluated: owns its KV cache, borrows the model.
+/// The model of a session: borrowed, or shared through an [`Arc`] so that
+/// the session can outlive the caller's borrow (FFI handles, other threads).
+enum ModelRef<'m, B: Backend> {
+    Borrowed(&'m Model<B>),
+    Shared(Arc<Model<B>>),
+}
+
+impl<B: Backend> Deref for ModelRef<'_, B> {
+    type Target = Model<B>;
+
+    fn deref(&self) -> &Model<B> {
+        match self {
+            Self::Borrowed(m) => m,
+            Self::Shared(m) => m,
+        }
+    }
+}
+
+/// One sequence being evaluated: owns its KV cache, borrows the model
+/// ([`Session::new`]) or shares it ([`Session::new_shared`]).
 pub struct Session<'m, B: Backend> {
-    model: &'m Model<B>,
+    model: ModelRef<'m, B>,
     cfg: SessionConfig,
     cache: KvCache<B>,
     n_past: usize,
@@ -47,9 +68,21 @@ pub struct Session<'m, B: Backend> {
     history: Vec<u32>,
 }
 
+impl<B: Backend> Session<'static, B> {
+    /// A session that holds a shared handle to `model` instead of a borrow,
+    /// so it has no lifetime tied to the caller (what FFI handles need).
+    pub fn new_shared(model: Arc<Model<B>>, cfg: SessionConfig) -> Result<Self> {
+        Self::with_model(ModelRef::Shared(model), cfg)
+    }
+}
+
 impl<'m, B: Backend> Session<'m, B> {
     /// A session over `model` with its own cache.
     pub fn new(model: &'m Model<B>, cfg: SessionConfig) -> Result<Self> {
+        Self::with_model(ModelRef::Borrowed(model), cfg)
+    }
+
+    fn with_model(model: ModelRef<'m, B>, cfg: SessionConfig) -> Result<Self> {
         if cfg.n_ctx == 0 || cfg.n_batch == 0 {
             return Err(RuntimeError::BadConfig {
                 key: "session".into(),
@@ -96,8 +129,8 @@ impl<'m, B: Backend> Session<'m, B> {
     }
 
     /// The model this session runs.
-    pub fn model(&self) -> &'m Model<B> {
-        self.model
+    pub fn model(&self) -> &Model<B> {
+        &self.model
     }
 
     /// Forgets the sequence.
@@ -202,7 +235,7 @@ impl<'m, B: Backend> Session<'m, B> {
     /// One forward pass over a batch, returning the logits of its last
     /// `rows` tokens (none when `rows == 0`).
     fn batch(&mut self, tokens: &[u32], rows: usize) -> Result<Vec<f32>> {
-        let m = self.model;
+        let m: &Model<B> = &self.model;
         let be = &*m.backend;
         let c: &ModelConfig = &m.config;
         let n = tokens.len();
@@ -256,6 +289,15 @@ impl<'m, B: Backend> Session<'m, B> {
             };
             be.rope(q_ref, &positions, c.n_head, hd, &rope)?;
             be.rope(k_ref, &positions, c.n_head_kv, hd, &rope)?;
+            // Gemma and Phi-3 scale q itself before the f16 q·k product, which
+            // rounds differently from scaling the scores when the scale is
+            // not a power of two.
+            let scale = if c.scale_q {
+                be.scale(q_ref, c.attn_scale, n * qw)?;
+                1.0
+            } else {
+                c.attn_scale
+            };
 
             let lc = &mut self.cache.layers[il];
             let rows = lc.positions.len();
@@ -269,7 +311,7 @@ impl<'m, B: Backend> Session<'m, B> {
                 n_heads: c.n_head,
                 n_kv_heads: c.n_head_kv,
                 head_dim: hd,
-                scale: c.attn_scale,
+                scale,
                 softcap: c.attn_softcap,
                 window: if swa { c.sliding_window } else { None },
                 query_positions: &positions,
