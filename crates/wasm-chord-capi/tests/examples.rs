@@ -158,3 +158,55 @@ fn c_chat_is_clean_under_address_sanitizer() {
     assert!(!stderr.contains("Sanitizer"), "{stderr}");
     assert_eq!(stdout, common::reference_chat(model, &TURNS, 12, 0.8, 42));
 }
+
+#[test]
+fn pkg_config_file_gives_working_flags() {
+    let template = std::fs::read_to_string(repo().join("crates/wasm-chord-capi/wasmchord.pc.in"))
+        .expect("read wasmchord.pc.in");
+    let pc_dir = common::scratch().join("pkgconfig");
+    std::fs::create_dir_all(&pc_dir).expect("create pkgconfig dir");
+    let pc = template
+        .replace("@PREFIX@", "/unused")
+        .replace("@LIBDIR@", &lib_dir().display().to_string())
+        .replace(
+            "@INCLUDEDIR@",
+            &repo().join("include").display().to_string(),
+        )
+        .replace("@VERSION@", env!("CARGO_PKG_VERSION"))
+        .replace("@LIBS_PRIVATE@", "-lpthread -ldl -lm");
+    assert!(!pc.contains('@'), "unsubstituted placeholder in {pc}");
+    std::fs::write(pc_dir.join("wasmchord.pc"), pc).expect("write wasmchord.pc");
+    let pkg_config = |args: &[&str]| {
+        Command::new("pkg-config")
+            .args(args)
+            .env("PKG_CONFIG_PATH", &pc_dir)
+            .output()
+    };
+    let Ok(version) = pkg_config(&["--modversion", "wasmchord"]) else {
+        eprintln!("pkg-config is not installed; skipping");
+        return;
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        env!("CARGO_PKG_VERSION")
+    );
+    let out = pkg_config(&["--cflags", "--libs", "wasmchord"]).expect("run pkg-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flags = String::from_utf8(out.stdout).expect("UTF-8 flags");
+    assert!(flags.contains("-lwasmchord"), "{flags}");
+    let mut args: Vec<String> = flags
+        .split_whitespace()
+        .filter(|f| f.starts_with('-'))
+        .map(str::to_owned)
+        .collect();
+    args.push(format!("-Wl,-rpath,{}", lib_dir().display()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exe = compile("cc", "examples/c/chat.c", "chat-c-pkgconfig", &args);
+    let (ok, stdout, stderr) = run(&exe, &["-n", "4", "--temp", "0"], &[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), TURNS.len());
+}
