@@ -54,7 +54,7 @@ pub fn attention(
                     continue;
                 }
                 let kr = &k[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
-                let mut s: f32 = qv.iter().zip(kr).map(|(a, b)| a * b).sum();
+                let mut s = crate::kernels::dot_f32(&qv, kr);
                 s *= p.scale;
                 if let Some(cap) = p.softcap {
                     s = cap * (s / cap).tanh();

@@ -97,11 +97,16 @@ fn mm<B: GgmlBlock>(
     let rows = w.rows;
     let row_of = |r: usize| &data[r * row_bytes..(r + 1) * row_bytes];
     if n_tokens == 1 {
-        // Generation: each task writes its rows of the output directly.
-        out.par_chunks_mut(ROWS_PER_TASK)
+        // Generation: each task writes its rows of the output directly. Small
+        // matrices are cut in a few tasks per thread only: a task per 16 rows
+        // costs more in scheduling than the rows take to compute.
+        let per_task = rows
+            .div_ceil(8 * rayon::current_num_threads())
+            .max(ROWS_PER_TASK);
+        out.par_chunks_mut(per_task)
             .enumerate()
             .for_each(|(task, chunk)| {
-                let r0 = task * ROWS_PER_TASK;
+                let r0 = task * per_task;
                 for (i, o) in chunk.iter_mut().enumerate() {
                     *o = (kernel.one)(row_of(r0 + i), &acts);
                 }

@@ -37,6 +37,27 @@ pub(crate) fn has_avx2() -> bool {
     }
 }
 
+/// `Σ a_i · b_i` over the shorter slice, in 8 independent partial sums
+/// (reduced pairwise at the end) so that it vectorizes on any target; a
+/// plain `.sum()` is one serial chain of dependent additions.
+pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    let mut acc = [0f32; 8];
+    for (x, y) in ca.zip(cb) {
+        for ((s, p), q) in acc.iter_mut().zip(x).zip(y) {
+            *s += p * q;
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (p, q) in ra.iter().zip(rb) {
+        s += p * q;
+    }
+    s
+}
+
 /// The scalar reference for any block type: decodes each weight block from
 /// its bytes and accumulates core's `dot_block`, exactly as
 /// `GgmlBlock::vec_dot` does. Blocks beyond the shorter input are ignored.

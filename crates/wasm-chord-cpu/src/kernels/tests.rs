@@ -149,3 +149,24 @@ fn scalar_path_is_the_reference() {
         want.to_bits()
     );
 }
+
+#[test]
+fn dot_f32_matches_f64_sum() {
+    let mut rng = Rng(7);
+    for n in [1usize, 7, 8, 9, 255, 256] {
+        let a: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        let b: Vec<f32> = (0..n + 3).map(|_| rng.f32()).collect();
+        let want: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| f64::from(*p) * f64::from(*q))
+            .sum();
+        let mag: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| f64::from((p * q).abs()))
+            .sum();
+        let got = f64::from(dot_f32(&a, &b));
+        assert!((got - want).abs() <= 1e-6 * mag, "n={n}: {got} vs {want}");
+    }
+}
