@@ -16,11 +16,25 @@ use wasm_chord_runtime::{generate, GenerateParams, Model, Session, SessionConfig
 pub const OWN_TEMPLATE: &str =
     "{% for m in messages %}[{{ m.role }}]{{ m.content }}{{ eos_token }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}";
 
-/// A scratch directory for this test process.
+/// A scratch directory for this test process, under cargo's target
+/// temporary directory. Directories left by test processes that are gone
+/// (Linux: no `/proc/PID`) are removed first.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("wasmchord-capi-test-{}", std::process::id()));
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmchord-capi");
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let gone = name
+                    .parse::<u32>()
+                    .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                if gone && cfg!(target_os = "linux") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let d = root.join(std::process::id().to_string());
         std::fs::create_dir_all(&d).expect("create scratch dir");
         d
     })

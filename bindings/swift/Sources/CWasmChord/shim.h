@@ -1,0 +1,2 @@
+/* The C API, found through pkg-config's include path (wasmchord.pc). */
+#include <wasmchord.h>
