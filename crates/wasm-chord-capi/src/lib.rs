@@ -12,7 +12,6 @@
 //! thread-local message ([`wasmchord_last_error_message`]); every export
 //! inside one panic boundary.
 #![warn(missing_docs)]
-#![allow(clippy::missing_safety_doc)] // each export documents its contract in `# Safety`
 
 mod boundary;
 mod chat;

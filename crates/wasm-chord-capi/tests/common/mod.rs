@@ -2,6 +2,8 @@
 //! project's generator, and reference runs through the Rust API.
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod ffi;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use wasm_chord_core::gguf::{GgufFile, Value};
