@@ -82,3 +82,12 @@ pub unsafe extern "C" fn wasmchord_last_error_message(buf: *mut c_char, len: usi
 pub extern "C" fn wasmchord_debug_panic() -> wasmchord_result {
     boundary::call(|| panic!("wasmchord_debug_panic was called"))
 }
+
+/// The header promises that models and chat templates may be used from
+/// many threads at once, and sessions moved between threads: checked here.
+const _: () = {
+    const fn thread_safe<T: Send + Sync>() {}
+    thread_safe::<model::wasmchord_model>();
+    thread_safe::<session::wasmchord_session>();
+    thread_safe::<chat::wasmchord_chat_template>();
+};
