@@ -290,6 +290,86 @@ pub(super) unsafe fn dot_q4_k_q8_k<const N: usize>(row: &[u8], acts: [&[BlockQ8K
     }
 }
 
+/// Q5_K weights · Q8_K activations, for `N` tokens at once (scales and the
+/// 5-bit values of each weight block are unpacked once for all tokens).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_q5_k_q8_k<const N: usize>(row: &[u8], acts: [&[BlockQ8K]; N]) -> [f32; N] {
+    // SAFETY: features per this function's contract. Each `x` has 176 bytes
+    // (d 2, dmin 2, scales 12, qh 32 at 16, qs 128 at 48): qh is one 32-byte
+    // load, qs four 32-byte loads ending at 176. `i < nb` bounds every
+    // activation slice; `y.qs` has 256 bytes (eight 32-byte loads),
+    // `y.bsums` 16 i16 (one 32-byte load). The shuffle table has 8 rows of 32.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0xF);
+        let mzero = _mm_setzero_si128();
+        let nb = n_blocks(row, 176, &acts);
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut summs = [0f32; N];
+        let shuf = K_SHUFFLE_K4.as_ptr().cast::<__m256i>();
+        for (i, x) in row.chunks_exact(176).take(nb).enumerate() {
+            let xd = fp16(le16(x));
+            let xdmin = fp16(le16(&x[2..]));
+            let u = k4_scales_mins(&x[4..16]);
+            let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
+                u[3] as i32,
+                u[2] as i32,
+                u[1] as i32,
+                u[0] as i32,
+            ));
+            let mins = _mm256_extracti128_si256(mins_and_scales, 1);
+            for (sm, ys) in summs.iter_mut().zip(&acts) {
+                let y = &ys[i];
+                let q8sums = _mm256_loadu_si256(y.bsums.as_ptr().cast());
+                let q8s = _mm_hadd_epi16(
+                    _mm256_extracti128_si256(q8sums, 0),
+                    _mm256_extracti128_si256(q8sums, 1),
+                );
+                let prod = _mm_madd_epi16(mins, q8s);
+                let hsum = _mm_hadd_epi32(_mm_hadd_epi32(prod, mzero), mzero);
+                *sm += -y.d * xdmin * _mm_cvtsi128_si32(hsum) as f32;
+            }
+            let sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
+            let scales = _mm256_set_m128i(sc128, sc128);
+            let hbits = _mm256_loadu_si256(x.as_ptr().add(16).cast());
+            let q5 = x.as_ptr().add(48);
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for j in 0..4 {
+                let scale_0 = _mm256_shuffle_epi8(scales, _mm256_loadu_si256(shuf.add(2 * j)));
+                let scale_1 = _mm256_shuffle_epi8(scales, _mm256_loadu_si256(shuf.add(2 * j + 1)));
+                let q5bits = _mm256_loadu_si256(q5.add(32 * j).cast());
+                // Bits 2j and 2j+1 of each qh byte are the fifth bits.
+                let shift = _mm_cvtsi32_si128(2 * j as i32);
+                let h = _mm256_srl_epi16(hbits, shift);
+                let q5h_0 = _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(1)), 4);
+                let q5h_1 = _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(2)), 3);
+                let q5_0 = _mm256_add_epi8(_mm256_and_si256(q5bits, m4), q5h_0);
+                let q5_1 =
+                    _mm256_add_epi8(_mm256_and_si256(_mm256_srli_epi16(q5bits, 4), m4), q5h_1);
+                for (s, ys) in sumi.iter_mut().zip(&acts) {
+                    let q8 = ys[i].qs.as_ptr();
+                    let q8_0 = _mm256_loadu_si256(q8.add(64 * j).cast());
+                    let q8_1 = _mm256_loadu_si256(q8.add(64 * j + 32).cast());
+                    let p16_0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, q8_0));
+                    let p16_1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, q8_1));
+                    *s = _mm256_add_epi32(*s, _mm256_add_epi32(p16_0, p16_1));
+                }
+            }
+            for ((a, s), ys) in acc.iter_mut().zip(sumi).zip(&acts) {
+                let d = _mm256_set1_ps(ys[i].d * xd);
+                *a = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), *a);
+            }
+        }
+        let mut out = [0f32; N];
+        for ((o, a), sm) in out.iter_mut().zip(acc).zip(summs) {
+            *o = hsum_float_8(a) + sm;
+        }
+        out
+    }
+}
+
 /// Two Q6_K sub-block scales picked by one `K_SHUFFLE` row, as 16 int16.
 ///
 /// # Safety

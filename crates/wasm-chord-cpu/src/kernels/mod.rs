@@ -8,7 +8,8 @@
 //! that reference on random blocks (`tests.rs`).
 //!
 //! Kernels so far (x86-64 with AVX2, FMA and F16C, ported from ggml-cpu's
-//! `arch/x86/quants.c`): Q8_0·Q8_0, Q5_0·Q8_0, Q4_0·Q8_0, Q4_K·Q8_K, Q6_K·Q8_K.
+//! `arch/x86/quants.c`): Q8_0·Q8_0, Q5_0·Q8_0, Q4_0·Q8_0, Q4_K·Q8_K, Q5_K·Q8_K,
+//! Q6_K·Q8_K.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -16,7 +17,7 @@ mod avx2;
 mod tests;
 
 use wasm_chord_core::quant::{
-    BlockQ4K, BlockQ4_0, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, DotAcc, GgmlBlock,
+    BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, DotAcc, GgmlBlock,
 };
 
 /// Whether the CPU has AVX2, FMA and F16C (detected on first call, then
@@ -157,4 +158,11 @@ row_kernel!(
     BlockQ6K,
     BlockQ8K,
     dot_q6_k_q8_k
+);
+row_kernel!(
+    /// Q5_K weight rows · Q8_K activations.
+    Q5_K,
+    BlockQ5K,
+    BlockQ8K,
+    dot_q5_k_q8_k
 );

@@ -119,6 +119,8 @@ avx2_test!(avx2_q4_0_matches_reference, BlockQ4_0, [0], dot_q4_0_q8_0);
 #[cfg(target_arch = "x86_64")]
 avx2_test!(avx2_q4_k_matches_reference, BlockQ4K, [0, 2], dot_q4_k_q8_k);
 #[cfg(target_arch = "x86_64")]
+avx2_test!(avx2_q5_k_matches_reference, BlockQ5K, [0, 2], dot_q5_k_q8_k);
+#[cfg(target_arch = "x86_64")]
 avx2_test!(avx2_q6_k_matches_reference, BlockQ6K, [208], dot_q6_k_q8_k);
 
 #[test]
@@ -127,11 +129,13 @@ fn dispatched_entry_points_match_reference() {
     check::<BlockQ5_0>(&[0], Q5_0.one);
     check::<BlockQ4_0>(&[0], Q4_0.one);
     check::<BlockQ4K>(&[0, 2], Q4_K.one);
+    check::<BlockQ5K>(&[0, 2], Q5_K.one);
     check::<BlockQ6K>(&[208], Q6_K.one);
     check4::<BlockQ8_0>(&[0], Q8_0.four);
     check4::<BlockQ5_0>(&[0], Q5_0.four);
     check4::<BlockQ4_0>(&[0], Q4_0.four);
     check4::<BlockQ4K>(&[0, 2], Q4_K.four);
+    check4::<BlockQ5K>(&[0, 2], Q5_K.four);
     check4::<BlockQ6K>(&[208], Q6_K.four);
 }
 
