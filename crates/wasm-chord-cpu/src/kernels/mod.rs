@@ -3,7 +3,8 @@
 //!
 //! Each weight type with a fast kernel has a safe entry point here that picks
 //! the best kernel for the CPU (features detected once, see [`has_avx2`]) and
-//! otherwise falls back to [`dot_scalar`], the scalar reference: core's
+//! otherwise falls back to `portable` (raw bytes, no intrinsics; Q8_0, Q5_0,
+//! Q4_0) or to [`dot_scalar`], the scalar reference: core's
 //! `GgmlBlock::dot_block`, block by block. The SIMD kernels are tested against
 //! that reference on random blocks (`tests.rs`).
 //!
@@ -13,11 +14,12 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod portable;
 #[cfg(test)]
 mod tests;
 
 use wasm_chord_core::quant::{
-    BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, DotAcc, GgmlBlock,
+    BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, DotAcc, GgmlBlock,
 };
 
 /// Whether the CPU has AVX2, FMA and F16C (detected on first call, then
@@ -96,9 +98,12 @@ impl<A: 'static> RowKernel<A> {
 }
 
 /// Defines the safe entry points of one weight type: the AVX2 kernel when
-/// the CPU has it, the scalar reference otherwise.
+/// the CPU has it, otherwise `$fallback` (the scalar reference unless given).
 macro_rules! row_kernel {
     ($(#[$doc:meta])* $name:ident, $block:ty, $act:ty, $avx2:ident) => {
+        row_kernel!($(#[$doc])* $name, $block, $act, $avx2, dot_scalar::<$block>);
+    };
+    ($(#[$doc:meta])* $name:ident, $block:ty, $act:ty, $avx2:ident, $fallback:expr) => {
         $(#[$doc])*
         pub(crate) const $name: RowKernel<$act> = {
             fn one(row: &[u8], acts: &[$act]) -> f32 {
@@ -109,7 +114,7 @@ macro_rules! row_kernel {
                     let [r] = unsafe { avx2::$avx2::<1>(row, [acts]) };
                     return r;
                 }
-                dot_scalar::<$block>(row, acts)
+                $fallback(row, acts)
             }
             fn four(row: &[u8], acts: [&[$act]; 4]) -> [f32; 4] {
                 #[cfg(target_arch = "x86_64")]
@@ -117,7 +122,7 @@ macro_rules! row_kernel {
                     // SAFETY: as in `one`.
                     return unsafe { avx2::$avx2::<4>(row, acts) };
                 }
-                dot4_scalar::<$block>(row, acts)
+                acts.map(|a| $fallback(row, a))
             }
             RowKernel { one, four }
         };
@@ -129,21 +134,24 @@ row_kernel!(
     Q8_0,
     BlockQ8_0,
     BlockQ8_0,
-    dot_q8_0_q8_0
+    dot_q8_0_q8_0,
+    portable::dot_q8_0
 );
 row_kernel!(
     /// Q5_0 weight rows · Q8_0 activations.
     Q5_0,
     BlockQ5_0,
     BlockQ8_0,
-    dot_q5_0_q8_0
+    dot_q5_0_q8_0,
+    portable::dot_q5_0
 );
 row_kernel!(
     /// Q4_0 weight rows · Q8_0 activations.
     Q4_0,
     BlockQ4_0,
     BlockQ8_0,
-    dot_q4_0_q8_0
+    dot_q4_0_q8_0,
+    portable::dot_q4_0
 );
 row_kernel!(
     /// Q4_K weight rows · Q8_K activations.

@@ -2,7 +2,7 @@
 //! random blocks, at several lengths and a misaligned row start.
 
 use super::*;
-use wasm_chord_core::quant::{self, f32_to_f16_bits};
+use wasm_chord_core::quant::{self, f32_to_f16_bits, BlockQ4_0, BlockQ5_0};
 use wasm_chord_core::GgmlType;
 
 /// xorshift64 stream.
@@ -173,4 +173,29 @@ fn dot_f32_matches_f64_sum() {
         let got = f64::from(dot_f32(&a, &b));
         assert!((got - want).abs() <= 1e-6 * mag, "n={n}: {got} vs {want}");
     }
+}
+
+/// The portable kernels compute exactly what the reference computes.
+#[test]
+fn portable_kernels_are_bit_identical_to_reference() {
+    fn same<B: GgmlBlock<VecDotType = BlockQ8_0>>(f: fn(&[u8], &[BlockQ8_0]) -> f32) {
+        let mut rng = Rng(0xfeed ^ B::TYPE_SIZE as u64);
+        for nb in [1usize, 5, 20] {
+            let row = random_row::<B>(&mut rng, nb, &[0]);
+            let x: Vec<f32> = (0..nb * 32).map(|_| rng.f32() * 2.0).collect();
+            let mut acts = vec![BlockQ8_0::default(); nb];
+            BlockQ8_0::from_float(&x, &mut acts).expect("quantize");
+            let blocks: Vec<B> = row.chunks_exact(B::TYPE_SIZE).map(B::read).collect();
+            let want = B::vec_dot(nb * 32, &blocks, &acts).expect("reference dot");
+            assert_eq!(
+                f(&row, &acts).to_bits(),
+                want.to_bits(),
+                "{:?} nb={nb}",
+                B::DTYPE
+            );
+        }
+    }
+    same::<BlockQ8_0>(portable::dot_q8_0);
+    same::<BlockQ5_0>(portable::dot_q5_0);
+    same::<BlockQ4_0>(portable::dot_q4_0);
 }
