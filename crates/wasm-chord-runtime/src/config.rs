@@ -107,6 +107,9 @@ pub struct ModelConfig {
     pub embd_scale: f32,
     /// Multiplier of `q·k`.
     pub attn_scale: f32,
+    /// Apply `attn_scale` to q before the `q·k` product (llama.cpp's Gemma
+    /// and Phi-3 graphs) rather than to the scores.
+    pub scale_q: bool,
     /// Attention score soft-cap (Gemma 2).
     pub attn_softcap: Option<f32>,
     /// Final-logit soft-cap (Gemma 2, optional in Gemma 3).
@@ -336,6 +339,7 @@ impl ModelConfig {
                 1.0
             },
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            scale_q: is_gemma || arch == Arch::Phi3,
             attn_softcap,
             final_softcap,
             sliding_window,

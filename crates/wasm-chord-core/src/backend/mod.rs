@@ -280,6 +280,24 @@ pub trait Backend: Send + Sync + 'static {
     /// soft-capping).
     fn softcap(&self, x: &mut Self::Buffer, cap: f32, n: usize) -> Result<()>;
 
+    /// `x = s · x` over the first `n` values (ggml's `scale`: Gemma and
+    /// Phi-3 scale queries before the f16 `q · k` product). The default reads
+    /// back and re-uploads; backends may override it.
+    fn scale(&self, x: &mut Self::Buffer, s: f32, n: usize) -> Result<()> {
+        let len = self.len(x);
+        if n > len {
+            return Err(BackendError::Shape {
+                op: "scale",
+                detail: format!("{n} values of a buffer of {len}"),
+            });
+        }
+        let mut host = vec![0.0; len];
+        self.download(x, &mut host)?;
+        host.iter_mut().take(n).for_each(|v| *v *= s);
+        *x = self.upload(&host)?;
+        Ok(())
+    }
+
     /// Index of the largest of the first `n` values (ties: lowest index).
     fn argmax(&self, x: &Self::Buffer, n: usize) -> Result<u32> {
         let mut host = vec![0.0; n];
