@@ -3,16 +3,20 @@
 //! The CPU backend of wasm-chord: [`CpuBackend`] implements the `Backend`
 //! contract of `wasm-chord-core`.
 //!
-//! Today it is the straightforward reference implementation: weights stay in
-//! their GGUF type and are read straight from the memory-mapped file; each
-//! matmul quantizes its activations once per row into the block type
-//! llama.cpp pairs with the weight type (Q8_0, Q8_1, Q8_K, f32, f16), then
-//! takes scalar block dot products (`wasm_chord_core::quant::GgmlBlock::vec_dot`)
-//! row by row, so no weight matrix is ever expanded to f32 in memory. Rows are
-//! spread over threads with rayon.
+//! Weights stay in their GGUF type and are read straight from the
+//! memory-mapped file; each matmul quantizes its activations once per token
+//! into the block type llama.cpp pairs with the weight type (Q8_0, Q8_1,
+//! Q8_K, f32, f16), then dots every weight row, as stored, with them, so no
+//! weight matrix is ever expanded to f32 in memory. Rows are spread over
+//! threads with rayon.
 //!
-//! It will grow SIMD kernels chosen at run time (AVX2+FMA, AVX-512/VNNI,
-//! NEON, wasm `simd128`), each tested against these scalar twins.
+//! The row dots (module `kernels`) are chosen at run time: AVX2+FMA+F16C
+//! kernels for Q8_0, Q5_0, Q4_0, Q4_K, Q5_K and Q6_K on x86-64 (taking four
+//! tokens per decoded weight block in prompts), portable raw-byte kernels
+//! for Q8_0, Q5_0 and Q4_0 elsewhere, and core's scalar reference
+//! (`wasm_chord_core::quant::GgmlBlock::dot_block`) for every other type.
+//! Each fast kernel is tested against that scalar twin on random blocks.
+//! NEON, wasm `simd128` and AVX-512/VNNI kernels are still to come.
 #![warn(missing_docs)]
 
 mod attention;
