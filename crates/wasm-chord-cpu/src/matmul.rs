@@ -193,11 +193,21 @@ fn q8_simd_like(xs: &[f32]) -> (u16, [i8; 32], f32) {
     let mut qs = [0i8; 32];
     let mut sum = 0i32;
     for (q, &v) in qs.iter_mut().zip(xs) {
-        let r = (v * id).round_ties_even() as i32;
+        let r = round_ties_even_small(v * id);
         *q = r.clamp(-128, 127) as i8;
         sum += r;
     }
     (f32_to_f16_bits(d), qs, d * sum as f32)
+}
+
+/// `v` rounded to the nearest integer, ties to even (as `i32`), for `|v| < 2^22` (here
+/// at most 127): adding and removing `1.5 · 2^23` leaves the rounding to the
+/// FPU's default mode, which is ties-to-even. Without SSE4.1 enabled at
+/// compile time `f32::round_ties_even` is a libm call per value.
+#[inline]
+fn round_ties_even_small(v: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    ((v + MAGIC) - MAGIC) as i32
 }
 
 /// `out[t] = table[tokens[t]] · scale`.
@@ -230,4 +240,24 @@ pub fn embed(table: &CpuWeight, tokens: &[u32], scale: f32, out: &mut [f32]) -> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_rounding_is_ties_to_even() {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut values: Vec<f32> = (-260..=260).map(|i| i as f32 * 0.5).collect();
+        for _ in 0..10_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            values.push(((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 260.0);
+        }
+        for v in values {
+            assert_eq!(round_ties_even_small(v), v.round_ties_even() as i32, "{v}");
+        }
+    }
 }
