@@ -57,7 +57,7 @@ pub fn attention(
                 let mut s = crate::kernels::dot_f32(&qv, kr);
                 s *= p.scale;
                 if let Some(cap) = p.softcap {
-                    s = cap * (s / cap).tanh();
+                    s = cap * (s * (1.0 / cap)).tanh();
                 }
                 max = max.max(s);
                 scores.push((j, s));

@@ -331,7 +331,7 @@ impl Backend for CpuBackend {
     fn softcap(&self, x: &mut Vec<f32>, cap: f32, n: usize) -> Result<()> {
         need("softcap", "x", x.len(), n)?;
         for v in &mut x[..n] {
-            *v = cap * (*v / cap).tanh();
+            *v = cap * (*v * (1.0 / cap)).tanh();
         }
         Ok(())
     }
