@@ -161,10 +161,9 @@ pub fn generate<B: Backend>(
         sampler.accept(t);
     }
     let t0 = Instant::now();
-    let before = session.n_past();
-    let mut logits = session.prefill(prompt)?;
-    let prompt_eval_tokens = session.n_past() - before.min(session.n_past());
-    let prompt_eval_tokens = prompt_eval_tokens.max(1);
+    let prefilled = session.prefill(prompt)?;
+    let mut logits = prefilled.logits;
+    let prompt_eval_tokens = prefilled.evaluated;
     let prompt_time = t0.elapsed();
     let t1 = Instant::now();
 

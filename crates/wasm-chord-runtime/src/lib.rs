@@ -30,5 +30,5 @@ pub use generate::{generate, CancelToken, GenerateParams, Generation, StopReason
 pub use kv_cache::KvCache;
 pub use model::Model;
 pub use perplexity::{perplexity, Perplexity};
-pub use session::{Logits, Session, SessionConfig};
+pub use session::{Logits, Prefilled, Session, SessionConfig};
 pub use wasm_chord_core as core;

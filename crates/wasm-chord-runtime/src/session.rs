@@ -57,6 +57,15 @@ impl<B: Backend> Deref for ModelRef<'_, B> {
     }
 }
 
+/// What [`Session::prefill`] did.
+#[derive(Debug, Clone)]
+pub struct Prefilled {
+    /// Logits after the last token (`n_vocab` values).
+    pub logits: Vec<f32>,
+    /// Tokens actually evaluated (the rest came from the cache).
+    pub evaluated: usize,
+}
+
 /// One sequence being evaluated: owns its KV cache, borrows the model
 /// ([`Session::new`]) or shares it ([`Session::new_shared`]).
 pub struct Session<'m, B: Backend> {
@@ -141,9 +150,9 @@ impl<'m, B: Backend> Session<'m, B> {
     }
 
     /// Makes the cache hold `tokens` and returns the logits after the last
-    /// one, reusing the longest common prefix already cached instead of
+    /// one and how many tokens were evaluated, reusing the longest common prefix already cached instead of
     /// recomputing it (multi-turn chat re-sends the whole conversation).
-    pub fn prefill(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+    pub fn prefill(&mut self, tokens: &[u32]) -> Result<Prefilled> {
         if tokens.is_empty() {
             return Err(RuntimeError::BadBatch {
                 len: 0,
@@ -159,7 +168,11 @@ impl<'m, B: Backend> Session<'m, B> {
         // At least the last token is run again, for its logits.
         self.truncate(common.min(tokens.len() - 1))?;
         let start = self.n_past;
-        self.forward(&tokens[start..], Logits::Last)
+        let logits = self.forward(&tokens[start..], Logits::Last)?;
+        Ok(Prefilled {
+            logits,
+            evaluated: tokens.len() - start,
+        })
     }
 
     /// Keeps the first `n` positions, to continue from a common prefix.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use wasm_chord_core::gguf::GgufFile;
 use wasm_chord_cpu::CpuBackend;
 use wasm_chord_runtime::synth::{generate, SynthSpec};
-use wasm_chord_runtime::{Logits, Model, RuntimeError, Session, SessionConfig};
+use wasm_chord_runtime::{Logits, Model, Prefilled, RuntimeError, Session, SessionConfig};
 
 fn tiny(arch: &str) -> Arc<GgufFile> {
     let spec = SynthSpec::new(Some(arch), "tiny", "q8_0", 11).unwrap();
@@ -147,7 +147,11 @@ fn batches_prefix_reuse_and_ring_cache_agree_with_a_plain_run() {
     .unwrap();
     d.prefill(&tokens[..n - 3]).unwrap();
     let before = d.n_past();
-    let last = d.prefill(&tokens).unwrap();
+    let Prefilled {
+        logits: last,
+        evaluated,
+    } = d.prefill(&tokens).unwrap();
+    assert_eq!(evaluated, 3, "only the new tokens are evaluated");
     assert_eq!(before, n - 3);
     assert_eq!(d.history(), &tokens[..]);
     assert!(max_rel_diff(&last, &all[(n - 1) * v..]) < 1e-5);
