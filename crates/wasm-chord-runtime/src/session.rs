@@ -361,9 +361,7 @@ impl<'m, B: Backend> Session<'m, B> {
         let src = if rows == n {
             x
         } else {
-            let mut host = vec![0.0; n * e];
-            be.download(&x, &mut host)?;
-            be.upload(&host[(n - rows) * e..])?
+            be.copy_rows(&x, n - rows, rows, e)?
         };
         be.rms_norm(&src, &m.output_norm, c.rms_eps, rows, e, &mut h)?;
         let mut logits = be.alloc(rows * c.n_vocab)?;

@@ -298,6 +298,30 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// A new buffer holding rows `start .. start + n_rows` of `x` (rows of
+    /// `width` values). The default reads back and re-uploads; device
+    /// backends override it with a device-side copy.
+    fn copy_rows(
+        &self,
+        x: &Self::Buffer,
+        start: usize,
+        n_rows: usize,
+        width: usize,
+    ) -> Result<Self::Buffer> {
+        let len = self.len(x);
+        let end = start
+            .checked_add(n_rows)
+            .and_then(|r| r.checked_mul(width))
+            .filter(|&e| e <= len)
+            .ok_or_else(|| BackendError::Shape {
+                op: "copy_rows",
+                detail: format!("rows {start}+{n_rows} of width {width} in a buffer of {len}"),
+            })?;
+        let mut host = vec![0.0; end];
+        self.download(x, &mut host)?;
+        self.upload(&host[start * width..])
+    }
+
     /// Index of the largest of the first `n` values (ties: lowest index).
     fn argmax(&self, x: &Self::Buffer, n: usize) -> Result<u32> {
         let mut host = vec![0.0; n];
