@@ -4,7 +4,7 @@
 
 mod cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Run GGUF language models anywhere: CPU, GPU, WebGPU, browser.
@@ -52,7 +52,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` also lists the devices compiled into this binary.
+    let long_version: &'static str = Box::leak(
+        format!(
+            "{}\ndevices: {}",
+            env!("CARGO_PKG_VERSION"),
+            wasm_chord_runtime::Device::compiled().join(", ")
+        )
+        .into_boxed_str(),
+    );
+    let matches = Cli::command().long_version(long_version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Pull(a) => cmd::pull::run(a),

@@ -10,11 +10,14 @@
 //!   layers keep only their window) and the transformer forward pass, written
 //!   once as calls on the `Backend` contract from `wasm-chord-core`.
 //!
-//! Sampling, chat templates and streaming generation come next.
+//! - [`device`]: the backend chosen at run time ([`AnyBackend`], [`Device`]);
+//! - [`generate`], [`sampler`], [`chat_template`], [`perplexity`]: what
+//!   applications call on top of a session.
 #![warn(missing_docs)]
 
 pub mod chat_template;
 pub mod config;
+pub mod device;
 mod error;
 pub mod generate;
 mod kv_cache;
@@ -25,6 +28,7 @@ mod session;
 pub mod synth;
 
 pub use config::{Arch, ModelConfig};
+pub use device::{AnyBackend, Device};
 pub use error::{Result, RuntimeError};
 pub use generate::{generate, CancelToken, GenerateParams, Generation, StopReason};
 pub use kv_cache::KvCache;

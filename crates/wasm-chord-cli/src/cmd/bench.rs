@@ -12,7 +12,9 @@
 use super::{model_arg, CmdResult};
 use clap::Args;
 use std::time::Instant;
+use wasm_chord_core::backend::Backend;
 use wasm_chord_cpu::CpuBackend;
+use wasm_chord_runtime::AnyBackend;
 use wasm_chord_runtime::{Logits, Model, Session, SessionConfig};
 
 type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -29,15 +31,14 @@ pub struct BenchArgs {
     /// Generated tokens of the generation test (0 skips it).
     #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
     n_gen: usize,
-    /// CPU threads (default: one per core).
-    #[arg(short = 't', long)]
-    threads: Option<usize>,
     /// Timed repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
     reps: usize,
     /// Print one JSON array instead of the table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    backend: model_arg::BackendArgs,
 }
 
 /// One test's result.
@@ -66,12 +67,9 @@ impl TestResult {
 
 /// Runs the subcommand.
 pub fn run(args: BenchArgs) -> CmdResult {
-    if let Some(t) = args.threads {
-        CpuBackend::set_threads(t.max(1))?;
-    }
     let reps = args.reps.max(1);
     let path = model_arg::resolve(args.model.as_deref())?;
-    let loaded = model_arg::load(Some(&path.to_string_lossy()))?;
+    let loaded = model_arg::load(Some(&path.to_string_lossy()), &args.backend)?;
     let model = &loaded.model;
     let n_vocab = model.config.n_vocab;
     let mut results = Vec::new();
@@ -111,6 +109,13 @@ pub fn run(args: BenchArgs) -> CmdResult {
         .unwrap_or_default();
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let threads = CpuBackend::threads();
+    // llama-bench's names: "CPU", "CUDA", "Vulkan"...
+    let backend_name = match model.backend().name() {
+        "cpu" => "CPU".to_string(),
+        "cuda" => "CUDA".to_string(),
+        "webgpu" => "WebGPU".to_string(),
+        other => other.to_string(),
+    };
     if args.json {
         let arr: Vec<serde_json::Value> = results
             .iter()
@@ -118,7 +123,8 @@ pub fn run(args: BenchArgs) -> CmdResult {
                 serde_json::json!({
                     "model_filename": path.to_string_lossy(),
                     "model_size": size,
-                    "backends": "CPU",
+                    "backends": backend_name,
+                    "device": model.backend().summary(),
                     "n_threads": threads,
                     "n_prompt": if r.name.starts_with("pp") { r.n_tokens } else { 0 },
                     "n_gen": if r.name.starts_with("tg") { r.n_tokens } else { 0 },
@@ -135,7 +141,7 @@ pub fn run(args: BenchArgs) -> CmdResult {
         println!("| --- | ---: | --- | ---: | ---: | ---: |");
         for r in &results {
             println!(
-                "| {model_name} | {:.2} MiB | CPU | {threads} | {} | {:.2} ± {:.2} |",
+                "| {model_name} | {:.2} MiB | {backend_name} | {threads} | {} | {:.2} ± {:.2} |",
                 size as f64 / (1024.0 * 1024.0),
                 r.name,
                 r.mean(),
@@ -160,10 +166,10 @@ fn arbitrary_tokens(n: usize, n_vocab: usize) -> Vec<u32> {
 }
 
 fn session(
-    model: &Model<CpuBackend>,
+    model: &Model<AnyBackend>,
     n_ctx: usize,
     n_batch: usize,
-) -> Fallible<Session<'_, CpuBackend>> {
+) -> Fallible<Session<'_, AnyBackend>> {
     Ok(Session::new(
         model,
         SessionConfig {
@@ -174,7 +180,7 @@ fn session(
 }
 
 /// Seconds for one forward pass of `tokens` from an empty cache.
-fn time_prompt(model: &Model<CpuBackend>, tokens: &[u32]) -> Fallible<f64> {
+fn time_prompt(model: &Model<AnyBackend>, tokens: &[u32]) -> Fallible<f64> {
     let mut s = session(model, tokens.len(), tokens.len())?;
     let t0 = Instant::now();
     s.forward(tokens, Logits::Last)?;
@@ -182,7 +188,7 @@ fn time_prompt(model: &Model<CpuBackend>, tokens: &[u32]) -> Fallible<f64> {
 }
 
 /// Seconds for `tokens.len()` single-token forward passes from an empty cache.
-fn time_generation(model: &Model<CpuBackend>, tokens: &[u32]) -> Fallible<f64> {
+fn time_generation(model: &Model<AnyBackend>, tokens: &[u32]) -> Fallible<f64> {
     let mut s = session(model, tokens.len(), 1)?;
     let t0 = Instant::now();
     for &t in tokens {

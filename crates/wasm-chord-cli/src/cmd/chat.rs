@@ -2,7 +2,6 @@
 
 use super::{model_arg, CmdResult};
 use std::io::{BufRead, IsTerminal, Write};
-use wasm_chord_cpu::CpuBackend;
 use wasm_chord_runtime::chat_template::{ChatTemplate, Message};
 use wasm_chord_runtime::sampler::SamplerConfig;
 use wasm_chord_runtime::{generate, GenerateParams, Session, SessionConfig, StopReason};
@@ -43,20 +42,16 @@ pub struct ChatArgs {
     /// Context size in tokens.
     #[arg(long, default_value_t = 4096)]
     ctx: usize,
-    /// CPU threads (default: one per core).
-    #[arg(short = 't', long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    backend: model_arg::BackendArgs,
 }
 
 /// Runs the subcommand.
 pub fn run(args: ChatArgs) -> CmdResult {
-    if let Some(t) = args.threads {
-        CpuBackend::set_threads(t.max(1))?;
-    }
     let model_arg::Loaded {
         tokenizer: tok,
         model,
-    } = model_arg::load(args.model.as_deref())?;
+    } = model_arg::load(args.model.as_deref(), &args.backend)?;
     let file = model.file().clone();
     let text_of = |id: Option<u32>| {
         id.and_then(|i| tok.token_text(i))

@@ -5,8 +5,7 @@ use serde_json::json;
 use std::sync::Arc;
 use wasm_chord_core::gguf::GgufFile;
 use wasm_chord_core::tokenizer::Tokenizer;
-use wasm_chord_cpu::CpuBackend;
-use wasm_chord_runtime::{Logits, Model, Session, SessionConfig};
+use wasm_chord_runtime::{Logits, Session, SessionConfig};
 
 /// Run the model over a text or a list of token ids (teacher-forced, one
 /// batched pass) and print, for every position, the top-N next-token
@@ -23,6 +22,8 @@ pub struct EvalArgs {
     /// GGUF file, or a known model name (default: the default model).
     #[arg(short = 'm', long)]
     model: Option<String>,
+    #[command(flatten)]
+    backend: model_arg::BackendArgs,
     /// Text to evaluate (tokenized with the model's tokenizer).
     #[arg(
         short = 'p',
@@ -57,7 +58,7 @@ pub fn run(args: EvalArgs) -> CmdResult {
         }
         (None, None) => return Err("give -p TEXT or --tokens IDS".into()),
     };
-    let model = Model::load(file, Arc::new(CpuBackend::new()))?;
+    let model = model_arg::load_model(file, &path.to_string_lossy(), &args.backend)?;
     let mut session = Session::new(
         &model,
         SessionConfig {

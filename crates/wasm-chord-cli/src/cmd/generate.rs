@@ -2,7 +2,6 @@
 
 use super::{model_arg, CmdResult};
 use std::io::Write;
-use wasm_chord_cpu::CpuBackend;
 use wasm_chord_runtime::sampler::SamplerConfig;
 use wasm_chord_runtime::{generate, GenerateParams, Session, SessionConfig};
 
@@ -69,30 +68,16 @@ pub struct GenerateArgs {
     /// Context size in tokens.
     #[arg(long, default_value_t = 2048)]
     ctx: usize,
-    /// Compute backend. Only `cpu` is built so far.
-    #[arg(long, default_value = "cpu")]
-    backend: String,
-    /// CPU threads (default: one per core).
-    #[arg(short = 't', long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    backend: model_arg::BackendArgs,
 }
 
 /// Runs the subcommand.
 pub fn run(args: GenerateArgs) -> CmdResult {
-    if args.backend != "cpu" && args.backend != "auto" {
-        return Err(format!(
-            "backend `{}` is not available in this build (available: cpu)",
-            args.backend
-        )
-        .into());
-    }
-    if let Some(t) = args.threads {
-        CpuBackend::set_threads(t.max(1))?;
-    }
     let model_arg::Loaded {
         tokenizer: tok,
         model,
-    } = model_arg::load(args.model.as_deref())?;
+    } = model_arg::load(args.model.as_deref(), &args.backend)?;
     let prompt = tok.encode(&args.prompt, true, false);
     let mut session = Session::new(
         &model,
@@ -126,13 +111,13 @@ pub fn run(args: GenerateArgs) -> CmdResult {
     drop(stdout);
     println!();
     eprintln!(
-        "\nprompt: {} tokens, {:.1} tok/s | generated: {} tokens, {:.1} tok/s | stop: {:?} | backend: cpu, {} threads",
+        "\nprompt: {} tokens, {:.1} tok/s | generated: {} tokens, {:.1} tok/s | stop: {:?} | backend: {}",
         g.prompt_eval_tokens,
         g.prompt_tps(),
         g.tokens.len(),
         g.gen_tps(),
         g.stop,
-        CpuBackend::threads()
+        model_arg::describe(model.backend())
     );
     Ok(())
 }

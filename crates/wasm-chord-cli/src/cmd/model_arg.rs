@@ -2,7 +2,10 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use wasm_chord_cli::models::{self, Cache, FetchError, ModelSpec, Progress};
+use wasm_chord_core::backend::Backend;
+use wasm_chord_runtime::{AnyBackend, Device, Model};
 
 /// A path if `arg` names an existing file; else a known model name fetched
 /// into the cache; with no `arg`, the default model (fetched on first use).
@@ -99,20 +102,71 @@ impl ProgressBar {
     }
 }
 
-/// A model ready to run: file, tokenizer and weights on the CPU backend.
+/// The compute device and CPU threads, shared by every command that runs a
+/// model.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// Compute device: auto, cpu, webgpu, cuda[:N], metal[:N], candle-cpu.
+    /// `auto` takes CUDA, then Metal, then a hardware WebGPU adapter, then
+    /// the CPU, among those compiled into this binary (see `--version`).
+    #[arg(long, default_value = "auto", value_name = "DEVICE")]
+    pub backend: Device,
+    /// CPU threads (default: one per core).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+}
+
+impl BackendArgs {
+    /// Opens the backend (setting the CPU thread count first).
+    pub fn open(&self) -> Result<AnyBackend, Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(t) = self.threads {
+            wasm_chord_cpu::CpuBackend::set_threads(t.max(1))?;
+        }
+        Ok(AnyBackend::open(self.backend)?)
+    }
+}
+
+/// A one-line description of the backend in use, for end-of-run summaries.
+pub fn describe(backend: &AnyBackend) -> String {
+    match backend.as_cpu() {
+        Some(_) => format!("cpu, {} threads", wasm_chord_cpu::CpuBackend::threads()),
+        None => format!("{} ({})", backend.name(), backend.summary()),
+    }
+}
+
+/// A model ready to run: file, tokenizer and weights on the chosen backend.
 pub struct Loaded {
     /// The tokenizer read from the file.
     pub tokenizer: wasm_chord_core::tokenizer::Tokenizer,
     /// The model.
-    pub model: wasm_chord_runtime::Model<wasm_chord_cpu::CpuBackend>,
+    pub model: Model<AnyBackend>,
 }
 
 /// Resolves `arg` (see [`resolve`]), opens the file and loads tokenizer and
-/// model, with a progress bar on a terminal while the weights are uploaded.
-pub fn load(arg: Option<&str>) -> Result<Loaded, Box<dyn std::error::Error + Send + Sync>> {
+/// model on the backend of `be`.
+pub fn load(
+    arg: Option<&str>,
+    be: &BackendArgs,
+) -> Result<Loaded, Box<dyn std::error::Error + Send + Sync>> {
     let path = resolve(arg)?;
-    let file = std::sync::Arc::new(wasm_chord_core::gguf::GgufFile::open(&path)?);
+    let file = Arc::new(wasm_chord_core::gguf::GgufFile::open(&path)?);
     let tokenizer = wasm_chord_core::tokenizer::Tokenizer::from_metadata(file.metadata())?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let model = load_model(file, &name, be)?;
+    Ok(Loaded { tokenizer, model })
+}
+
+/// Uploads the weights of `file` to the backend of `be`, with a progress bar
+/// on a terminal.
+pub fn load_model(
+    file: Arc<wasm_chord_core::gguf::GgufFile>,
+    name: &str,
+    be: &BackendArgs,
+) -> Result<Model<AnyBackend>, Box<dyn std::error::Error + Send + Sync>> {
+    let backend = Arc::new(be.open()?);
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(100)
     } else {
@@ -121,19 +175,11 @@ pub fn load(arg: Option<&str>) -> Result<Loaded, Box<dyn std::error::Error + Sen
     if let Ok(style) = indicatif::ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}%") {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar.set_message(
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    );
-    let model = wasm_chord_runtime::Model::load_with_progress(
-        file,
-        std::sync::Arc::new(wasm_chord_cpu::CpuBackend::new()),
-        &mut |p| {
-            bar.set_position((p * 100.0) as u64);
-            true
-        },
-    )?;
+    bar.set_message(name.to_string());
+    let model = Model::load_with_progress(file, backend, &mut |p| {
+        bar.set_position((p * 100.0) as u64);
+        true
+    })?;
     bar.finish_and_clear();
-    Ok(Loaded { tokenizer, model })
+    Ok(model)
 }

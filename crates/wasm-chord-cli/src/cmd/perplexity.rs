@@ -5,8 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 use wasm_chord_core::gguf::GgufFile;
 use wasm_chord_core::tokenizer::Tokenizer;
-use wasm_chord_cpu::CpuBackend;
-use wasm_chord_runtime::{perplexity, Model};
+use wasm_chord_runtime::perplexity;
 
 /// Perplexity of a text file, computed exactly as llama.cpp's
 /// `llama-perplexity` does so the numbers compare: the text is tokenized
@@ -22,6 +21,8 @@ pub struct PerplexityArgs {
     /// GGUF file, or a known model name (default: the default model).
     #[arg(short = 'm', long)]
     model: Option<String>,
+    #[command(flatten)]
+    backend: model_arg::BackendArgs,
     /// The text file to score.
     #[arg(short = 'f', long)]
     file: std::path::PathBuf,
@@ -42,7 +43,7 @@ pub fn run(args: PerplexityArgs) -> CmdResult {
     let tok = Tokenizer::from_metadata(file.metadata())?;
     let tokens = tok.encode(&text, true, false);
     let bos = if tok.add_bos() { tok.bos() } else { None };
-    let model = Model::load(file, Arc::new(CpuBackend::new()))?;
+    let model = model_arg::load_model(file, &path.to_string_lossy(), &args.backend)?;
     eprintln!(
         "{} tokens, {} chunks of {}",
         tokens.len(),
