@@ -1,12 +1,403 @@
 //! # wasm-chord-gpu
 //!
 //! The WebGPU backend of wasm-chord, on `wgpu` with WGSL kernels: native
-//! Vulkan/Metal/DX12 and every browser with `navigator.gpu`. It will implement
-//! the `Backend` contract from `wasm-chord-core` with fused dequantize-matvec
-//! kernels per quant type, a tiled matmul for prefill, attention over the KV
-//! cache, RMSNorm, RoPE, activations and GPU-side argmax/top-k, recording one
-//! command encoder per forward pass.
+//! Vulkan/Metal/DX12 and every browser with `navigator.gpu`. [`GpuBackend`]
+//! implements the `Backend` contract of `wasm-chord-core`.
 //!
-//! Until then it holds nothing beyond this description; `wgpu` is not yet a
-//! dependency so that the workspace builds quickly.
+//! - **Weights** stay in their GGUF type on the device (F32, F16, Q4_0,
+//!   Q5_0, Q8_0, Q4_K, Q5_K, Q6_K), uploaded once; a tensor larger than one
+//!   storage binding is split by rows. Other types upload but `matmul` and
+//!   `embed` answer `BackendError::UnsupportedType`.
+//! - **Matmul** decodes weights in the kernel (fused dequantize + product):
+//!   a matrix-vector kernel for up to 8 tokens, a 64×64 tiled kernel for
+//!   prompts. Activations first go through the rounding the CPU backend and
+//!   ggml-cpu apply (8-bit Q8_0/Q8_K quantization for quantized weights,
+//!   f16 for F16 weights), so both backends multiply the same numbers.
+//! - **Attention** runs over the KV cache with GQA, causal and
+//!   sliding-window masking by positions and soft-capping, with an online
+//!   softmax (no score matrix).
+//! - **Recording**: every op appends a compute pass to one internal command
+//!   encoder; it is submitted when the host reads a result (`download`,
+//!   `argmax`, `top_k`), so a forward pass is one submission. `argmax` and
+//!   `top_k` run on the device and read back only their answer.
+//! - Arithmetic is f32 everywhere (f16 only as a storage rounding), so no
+//!   adapter feature is required; subgroups are not used.
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod context;
+mod ops;
+mod weight;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use context::{not_available, Ctx};
+use wasm_chord_core::backend::{
+    AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, TensorBytes,
+};
+use wasm_chord_core::gguf::TensorInfo;
+
+pub use weight::{GpuWeight, GPU_TYPES};
+
+/// The backend's name.
+const NAME: &str = "webgpu";
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Activations on the device: `len` f32 values in a storage buffer.
+#[derive(Debug)]
+pub struct GpuBuffer {
+    pub(crate) buf: wgpu::Buffer,
+    len: usize,
+    /// Unique per allocation, with `version` bumped by every write: the key
+    /// under which quantized copies of this buffer are reused.
+    id: u64,
+    version: u64,
+}
+
+impl GpuBuffer {
+    fn touch(&mut self) {
+        self.version += 1;
+    }
+}
+
+/// Quantized activations kept for reuse by the next matmul on the same
+/// input (q, k and v projections, gate and up).
+struct Quantized {
+    key: (u64, u64, usize),
+    buf: wgpu::Buffer,
+}
+
+/// The WebGPU backend.
+pub struct GpuBackend {
+    ctx: Arc<Ctx>,
+    /// Largest weight part in bytes (the storage binding limit, or less).
+    max_part: u64,
+    quantized: Mutex<HashMap<u32, Quantized>>,
+}
+
+impl std::fmt::Debug for GpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuBackend")
+            .field("adapter", &self.adapter_summary())
+            .finish()
+    }
+}
+
+impl GpuBackend {
+    /// Opens the best adapter (high-performance preference), blocking until
+    /// the device is ready. Not available in browsers: use
+    /// [`GpuBackend::new_async`] there.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// Opens the best adapter; `BackendError::NotAvailable` when there is
+    /// none.
+    pub async fn new_async() -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| not_available(&format!("no adapter: {e}")))?;
+        let info = adapter.get_info();
+        let features = adapter.features();
+        let limits = adapter.limits();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wasm-chord"),
+                required_features: features & wanted,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| not_available(&format!("device request failed: {e}")))?;
+        let max_part = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        Ok(Self {
+            ctx: Arc::new(Ctx::new(device, queue, limits, info, features)),
+            max_part,
+            quantized: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Adapter name, graphics API, device type and the optional features
+    /// (f16, subgroups, timestamps).
+    pub fn adapter_summary(&self) -> String {
+        let i = &self.ctx.info;
+        let f = self.ctx.features;
+        format!(
+            "{} ({:?}, {:?}, driver {} {}); shader-f16: {}, subgroups: {}, timestamps: {}; max binding {} MiB",
+            i.name,
+            i.backend,
+            i.device_type,
+            i.driver,
+            i.driver_info,
+            f.contains(wgpu::Features::SHADER_F16),
+            f.contains(wgpu::Features::SUBGROUP),
+            f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            self.ctx.limits.max_storage_buffer_binding_size >> 20,
+        )
+    }
+
+    /// Splits weights (and limits activation buffers) at `bytes` per
+    /// buffer instead of the adapter's binding limit; tests use it to
+    /// exercise the row split on small models. Affects later uploads only.
+    pub fn limit_part_bytes(&mut self, bytes: u64) {
+        self.max_part = bytes.clamp(64, self.max_part);
+    }
+
+    /// Turns on timestamp queries around every kernel (when the adapter
+    /// supports them); returns whether they are on. Read totals with
+    /// [`GpuBackend::kernel_profile`].
+    pub fn enable_profiling(&self) -> bool {
+        self.ctx.enable_profiling()
+    }
+
+    /// Per-kernel GPU time so far: (kernel, milliseconds, dispatches),
+    /// largest first. Empty without profiling.
+    pub fn kernel_profile(&self) -> Vec<(&'static str, f64, u64)> {
+        self.ctx.profile()
+    }
+
+    /// Clears the per-kernel totals.
+    pub fn reset_profile(&self) {
+        self.ctx.reset_profile()
+    }
+
+    /// Submits the ops recorded so far without waiting for them (a read-back
+    /// does this by itself).
+    pub fn submit(&self) {
+        self.ctx.flush()
+    }
+
+    /// (compute passes recorded, command submissions) since creation.
+    pub fn counters(&self) -> (u64, u64) {
+        self.ctx.counters()
+    }
+
+    /// Copies the first `out.len()` values of `buf` to the host without
+    /// blocking: the variant of `Backend::download` for browsers.
+    pub async fn download_async(&self, buf: &GpuBuffer, out: &mut [f32]) -> Result<()> {
+        ops::need("download", "buffer", buf.len, out.len())?;
+        let bytes = self
+            .ctx
+            .read_async(&buf.buf, 0, out.len() as u64 * 4)
+            .await?;
+        out.copy_from_slice(bytemuck::cast_slice(&bytes));
+        Ok(())
+    }
+
+    fn new_buffer(&self, len: usize) -> Result<GpuBuffer> {
+        let bytes = (len as u64)
+            .checked_mul(4)
+            .ok_or(BackendError::OutOfMemory { bytes: u64::MAX })?;
+        if bytes > self.ctx.limits.max_storage_buffer_binding_size {
+            return Err(BackendError::OutOfMemory { bytes });
+        }
+        Ok(GpuBuffer {
+            buf: self.ctx.storage(bytes, "activations")?,
+            len,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            version: 0,
+        })
+    }
+}
+
+impl Backend for GpuBackend {
+    type Buffer = GpuBuffer;
+    type Weight = GpuWeight;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn caps(&self) -> Caps {
+        Caps {
+            f16: self.ctx.features.contains(wgpu::Features::SHADER_F16),
+            subgroups: self.ctx.features.contains(wgpu::Features::SUBGROUP),
+            max_buffer_bytes: self.ctx.limits.max_buffer_size,
+            matmul_types: GPU_TYPES.to_vec(),
+            device_top_k: true,
+        }
+    }
+
+    fn upload_weight(&self, info: &TensorInfo, data: TensorBytes) -> Result<GpuWeight> {
+        weight::upload(&self.ctx, info, &data, self.max_part)
+    }
+
+    fn alloc(&self, len: usize) -> Result<GpuBuffer> {
+        self.new_buffer(len)
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<GpuBuffer> {
+        let mut b = self.new_buffer(data.len())?;
+        if !data.is_empty() {
+            self.ctx
+                .queue
+                .write_buffer(&b.buf, 0, bytemuck::cast_slice(data));
+        }
+        b.touch();
+        Ok(b)
+    }
+
+    fn download(&self, buf: &GpuBuffer, out: &mut [f32]) -> Result<()> {
+        ops::need("download", "buffer", buf.len, out.len())?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let bytes = self.ctx.read(&buf.buf, 0, out.len() as u64 * 4)?;
+        out.copy_from_slice(bytemuck::cast_slice(&bytes));
+        Ok(())
+    }
+
+    fn len(&self, buf: &GpuBuffer) -> usize {
+        buf.len
+    }
+
+    fn embed(
+        &self,
+        table: &GpuWeight,
+        tokens: &[u32],
+        scale: f32,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        out.touch();
+        self.op_embed(table, tokens, scale, out)
+    }
+
+    fn matmul(
+        &self,
+        w: &GpuWeight,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        out.touch();
+        self.op_matmul(w, x, n_tokens, out)
+    }
+
+    fn add_bias(&self, x: &mut GpuBuffer, bias: &GpuWeight, n_rows: usize) -> Result<()> {
+        x.touch();
+        self.op_add_bias(x, bias, n_rows)
+    }
+
+    fn rms_norm(
+        &self,
+        x: &GpuBuffer,
+        weight: &GpuWeight,
+        eps: f32,
+        n_rows: usize,
+        dim: usize,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        out.touch();
+        self.op_rms_norm(x, weight, eps, n_rows, dim, out)
+    }
+
+    fn rope(
+        &self,
+        x: &mut GpuBuffer,
+        positions: &[u32],
+        n_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+    ) -> Result<()> {
+        x.touch();
+        self.op_rope(x, positions, n_heads, head_dim, params)
+    }
+
+    fn add(&self, a: &mut GpuBuffer, b: &GpuBuffer, n: usize) -> Result<()> {
+        a.touch();
+        self.op_add(a, b, n)
+    }
+
+    fn glu(
+        &self,
+        kind: GluKind,
+        gate: &GpuBuffer,
+        up: &GpuBuffer,
+        n: usize,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        out.touch();
+        self.op_glu(kind, gate, up, n, out)
+    }
+
+    fn write_rows(
+        &self,
+        dst: &mut GpuBuffer,
+        src: &GpuBuffer,
+        rows: &[usize],
+        width: usize,
+    ) -> Result<()> {
+        dst.touch();
+        self.op_write_rows(dst, src, rows, width)
+    }
+
+    fn attention(
+        &self,
+        q: &GpuBuffer,
+        k: &GpuBuffer,
+        v: &GpuBuffer,
+        params: &AttentionParams<'_>,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        out.touch();
+        self.op_attention(q, k, v, params, out)
+    }
+
+    fn softcap(&self, x: &mut GpuBuffer, cap: f32, n: usize) -> Result<()> {
+        x.touch();
+        self.op_map(x, 1, cap, n, "softcap")
+    }
+
+    fn scale(&self, x: &mut GpuBuffer, s: f32, n: usize) -> Result<()> {
+        x.touch();
+        self.op_map(x, 0, s, n, "scale")
+    }
+
+    fn copy_rows(
+        &self,
+        x: &GpuBuffer,
+        start: usize,
+        n_rows: usize,
+        width: usize,
+    ) -> Result<GpuBuffer> {
+        let end = start
+            .checked_add(n_rows)
+            .and_then(|r| r.checked_mul(width))
+            .filter(|&e| e <= x.len)
+            .ok_or_else(|| BackendError::Shape {
+                op: "copy_rows",
+                detail: format!(
+                    "rows {start}+{n_rows} of width {width} in a buffer of {}",
+                    x.len
+                ),
+            })?;
+        let mut out = self.new_buffer(n_rows * width)?;
+        let from = (end - n_rows * width) as u64 * 4;
+        self.ctx
+            .copy(&x.buf, from, &out.buf, 0, (n_rows * width) as u64 * 4);
+        out.touch();
+        Ok(out)
+    }
+
+    fn argmax(&self, x: &GpuBuffer, n: usize) -> Result<u32> {
+        Ok(self.op_top_k(x, n, 1)?.first().map_or(0, |&(i, _)| i))
+    }
+
+    fn top_k(&self, x: &GpuBuffer, n: usize, k: usize) -> Result<Vec<(u32, f32)>> {
+        self.op_top_k(x, n, k)
+    }
+}

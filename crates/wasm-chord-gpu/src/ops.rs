@@ -1,0 +1,602 @@
+//! The ops: argument checks on the host, then one or more recorded
+//! dispatches of the WGSL kernels in `shaders/`.
+
+use crate::context::Bind;
+use crate::weight::wgsl_name;
+use crate::{GpuBackend, GpuBuffer, GpuWeight, Quantized, NAME};
+use wasm_chord_core::backend::{
+    AttentionParams, BackendError, GluKind, Result, RopeKind, RopeParams,
+};
+use wasm_chord_core::GgmlType;
+
+const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
+const MATVEC: &str = include_str!("shaders/matvec.wgsl");
+const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+const EMBED: &str = include_str!("shaders/embed.wgsl");
+const QUANTIZE: &str = include_str!("shaders/quantize.wgsl");
+const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
+const ROPE: &str = include_str!("shaders/rope.wgsl");
+const ADD: &str = include_str!("shaders/add.wgsl");
+const ADD_BIAS: &str = include_str!("shaders/add_bias.wgsl");
+const MAP: &str = include_str!("shaders/map.wgsl");
+const GLU: &str = include_str!("shaders/glu.wgsl");
+const WRITE_ROWS: &str = include_str!("shaders/write_rows.wgsl");
+const ATTENTION: &str = include_str!("shaders/attention.wgsl");
+const TOP_K: &str = include_str!("shaders/top_k.wgsl");
+
+/// Most tokens the matrix-vector kernel takes at once; longer batches use
+/// the tiled kernel.
+const MV_TOKENS: usize = 8;
+/// Most workgroups along one dispatch dimension (WebGPU's default limit).
+const MAX_GROUPS: u64 = 65_535;
+/// Candidates per workgroup of the top-k kernel.
+const TOPK_CHUNK: usize = 1024;
+/// Largest k the device top-k takes (larger ones sort on the host).
+const TOPK_MAX: usize = 256;
+
+pub(crate) fn shape(op: &'static str, detail: String) -> BackendError {
+    BackendError::Shape { op, detail }
+}
+
+pub(crate) fn need(op: &'static str, what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(shape(op, format!("{what} has {have} values, needs {need}")));
+    }
+    Ok(())
+}
+
+fn u32_of(op: &'static str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| shape(op, format!("{v} does not fit 32 bits")))
+}
+
+/// Workgroups for `n` of them, spread over y beyond the x limit; returns
+/// the grid and its x extent.
+fn grid(n: u64) -> ((u32, u32, u32), u32) {
+    if n <= MAX_GROUPS {
+        ((n as u32, 1, 1), n as u32)
+    } else {
+        let y = n.div_ceil(MAX_GROUPS);
+        ((MAX_GROUPS as u32, y as u32, 1), MAX_GROUPS as u32)
+    }
+}
+
+/// Grid for `n` threads in workgroups of 64, and the threads along x.
+fn grid64(n: u64) -> ((u32, u32, u32), u32) {
+    let (g, gx) = grid(n.div_ceil(64));
+    (g, gx.saturating_mul(64))
+}
+
+fn with_deq(body: &str, ty: &str) -> String {
+    format!(
+        "{body}\n{DEQUANT}\nfn deq4(base: u32, i: u32) -> vec4<f32> {{ return deq4_{ty}(base, i); }}\n"
+    )
+}
+
+fn unsupported(op: &'static str, ty: GgmlType) -> BackendError {
+    BackendError::UnsupportedType {
+        backend: NAME,
+        op,
+        ty,
+    }
+}
+
+/// The rounding ggml-cpu applies to activations before a dot product with
+/// weights of `ty` (as the WGSL quantize mode), or `None` for f32 weights.
+fn act_mode(ty: GgmlType) -> Option<u32> {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => Some(0),
+        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => Some(1),
+        GgmlType::F16 => Some(2),
+        _ => None,
+    }
+}
+
+fn f32_vector<'a>(w: &'a GpuWeight, op: &'static str) -> Result<&'a wgpu::Buffer> {
+    match (w.ty, w.rows, w.parts.first()) {
+        (GgmlType::F32, 1, Some(p)) => Ok(&p.buf),
+        _ => Err(unsupported(op, w.ty)),
+    }
+}
+
+impl GpuBackend {
+    fn simple(
+        &self,
+        key: &'static str,
+        src: &'static str,
+    ) -> std::sync::Arc<wgpu::ComputePipeline> {
+        self.ctx.pipeline(key, || src.to_string())
+    }
+
+    /// `x` (its first `n` values) rounded as `mode` says, reusing the last
+    /// result when `x` has not changed since.
+    fn quantized(&self, x: &GpuBuffer, n: usize, mode: u32) -> Result<wgpu::Buffer> {
+        let key = (x.id, x.version, n);
+        let mut cache = self.quantized.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = cache.get(&mode) {
+            if q.key == key {
+                return Ok(q.buf.clone());
+            }
+        }
+        let bytes = n as u64 * 4;
+        let buf = match cache.remove(&mode) {
+            Some(q) if q.buf.size() >= bytes => q.buf,
+            _ => self.ctx.storage(bytes, "quantized activations")?,
+        };
+        let pipe = self.simple("quantize", QUANTIZE);
+        let blocks = match mode {
+            0 => n / 32,
+            1 => n / 256,
+            _ => n,
+        } as u64;
+        let (g, tx) = grid64(blocks);
+        self.ctx.dispatch(
+            "quantize",
+            &pipe,
+            &[u32_of("matmul", n)?, mode, tx],
+            &[Bind::Buf(&x.buf), Bind::Buf(&buf)],
+            g,
+        );
+        cache.insert(
+            mode,
+            Quantized {
+                key,
+                buf: buf.clone(),
+            },
+        );
+        Ok(buf)
+    }
+
+    pub(crate) fn op_matmul(
+        &self,
+        w: &GpuWeight,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        let ty_name = wgsl_name(w.ty).ok_or_else(|| unsupported("matmul", w.ty))?;
+        let block = w.ty.block_size();
+        if w.cols % 4 != 0 || w.cols % block != 0 {
+            return Err(shape("matmul", format!("rows of {} values", w.cols)));
+        }
+        need("matmul", "x", x.len, n_tokens * w.cols)?;
+        need("matmul", "out", out.len, n_tokens * w.rows)?;
+        if n_tokens == 0 {
+            return Ok(());
+        }
+        let n = n_tokens * w.cols;
+        let act = match act_mode(w.ty) {
+            Some(mode) => self.quantized(x, n, mode)?,
+            None => x.buf.clone(),
+        };
+        let tiled = n_tokens > MV_TOKENS && w.cols % 32 == 0;
+        let (kind, body) = if tiled {
+            ("matmul", MATMUL)
+        } else {
+            ("matvec", MATVEC)
+        };
+        let key = format!("{kind}_{ty_name}");
+        let pipe = self.ctx.pipeline(&key, || with_deq(body, ty_name));
+        for part in &w.parts {
+            let common = [
+                u32_of("matmul", part.rows)?,
+                u32_of("matmul", w.cols)?,
+                0,
+                u32_of("matmul", w.rows)?,
+                u32_of("matmul", part.first)?,
+                0,
+                u32_of("matmul", w.row_bytes)?,
+                0,
+            ];
+            if tiled {
+                let mut p = common;
+                p[2] = u32_of("matmul", n_tokens)?;
+                let gx = part.rows.div_ceil(64) as u32;
+                let gy = u32_of("matmul", n_tokens.div_ceil(64))?;
+                self.ctx.dispatch(
+                    kind,
+                    &pipe,
+                    &p,
+                    &[Bind::Buf(&part.buf), Bind::Buf(&act), Bind::Buf(&out.buf)],
+                    (gx, gy, 1),
+                );
+            } else {
+                let (g, gx) = grid(part.rows as u64);
+                for t0 in (0..n_tokens).step_by(MV_TOKENS) {
+                    let mut p = common;
+                    p[2] = (n_tokens - t0).min(MV_TOKENS) as u32;
+                    p[5] = gx;
+                    p[7] = u32_of("matmul", t0)?;
+                    self.ctx.dispatch(
+                        kind,
+                        &pipe,
+                        &p,
+                        &[Bind::Buf(&part.buf), Bind::Buf(&act), Bind::Buf(&out.buf)],
+                        g,
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn op_embed(
+        &self,
+        table: &GpuWeight,
+        tokens: &[u32],
+        scale: f32,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        let ty_name = wgsl_name(table.ty).ok_or_else(|| unsupported("embed", table.ty))?;
+        let cols = table.cols;
+        if cols % 4 != 0 {
+            return Err(shape("embed", format!("rows of {cols} values")));
+        }
+        need("embed", "out", out.len, tokens.len() * cols)?;
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= table.rows) {
+            return Err(BackendError::TokenOutOfRange {
+                id,
+                n_vocab: table.rows,
+            });
+        }
+        let key = format!("embed_{ty_name}");
+        let pipe = self.ctx.pipeline(&key, || with_deq(EMBED, ty_name));
+        for part in &table.parts {
+            let mut pairs = Vec::new();
+            for (t, &id) in tokens.iter().enumerate() {
+                let r = id as usize;
+                if r >= part.first && r < part.first + part.rows {
+                    pairs.push(u32_of("embed", t)?);
+                    pairs.push(u32_of("embed", r - part.first)?);
+                }
+            }
+            if pairs.is_empty() {
+                continue;
+            }
+            let n = (pairs.len() / 2 * cols / 4) as u64;
+            let (g, tx) = grid64(n);
+            self.ctx.dispatch(
+                "embed",
+                &pipe,
+                &[
+                    u32_of("embed", n as usize)?,
+                    tx,
+                    u32_of("embed", cols)?,
+                    u32_of("embed", table.row_bytes)?,
+                    scale.to_bits(),
+                ],
+                &[
+                    Bind::Buf(&part.buf),
+                    Bind::Buf(&out.buf),
+                    Bind::Data(&pairs),
+                ],
+                g,
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn op_add_bias(
+        &self,
+        x: &mut GpuBuffer,
+        bias: &GpuWeight,
+        n_rows: usize,
+    ) -> Result<()> {
+        let b = f32_vector(bias, "add_bias")?;
+        let n = n_rows * bias.cols;
+        need("add_bias", "x", x.len, n)?;
+        let (g, tx) = grid64(n as u64);
+        let pipe = self.simple("add_bias", ADD_BIAS);
+        self.ctx.dispatch(
+            "add_bias",
+            &pipe,
+            &[u32_of("add_bias", n)?, tx, u32_of("add_bias", bias.cols)?],
+            &[Bind::Buf(&x.buf), Bind::Buf(b)],
+            g,
+        );
+        Ok(())
+    }
+
+    pub(crate) fn op_rms_norm(
+        &self,
+        x: &GpuBuffer,
+        weight: &GpuWeight,
+        eps: f32,
+        n_rows: usize,
+        dim: usize,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        let w = f32_vector(weight, "rms_norm")?;
+        if weight.cols != dim {
+            return Err(shape(
+                "rms_norm",
+                format!("weight {} != dim {dim}", weight.cols),
+            ));
+        }
+        need("rms_norm", "x", x.len, n_rows * dim)?;
+        need("rms_norm", "out", out.len, n_rows * dim)?;
+        let (g, gx) = grid(n_rows as u64);
+        let pipe = self.simple("rms_norm", RMS_NORM);
+        self.ctx.dispatch(
+            "rms_norm",
+            &pipe,
+            &[
+                u32_of("rms_norm", dim)?,
+                eps.to_bits(),
+                u32_of("rms_norm", n_rows)?,
+                gx,
+            ],
+            &[Bind::Buf(&x.buf), Bind::Buf(w), Bind::Buf(&out.buf)],
+            g,
+        );
+        Ok(())
+    }
+
+    pub(crate) fn op_rope(
+        &self,
+        x: &mut GpuBuffer,
+        positions: &[u32],
+        n_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+    ) -> Result<()> {
+        need("rope", "x", x.len, positions.len() * n_heads * head_dim)?;
+        let n_rot = params.n_rot;
+        if n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(shape(
+                "rope",
+                format!("n_rot {n_rot} vs head_dim {head_dim}"),
+            ));
+        }
+        let ff: Vec<u32> = match params.freq_factors {
+            Some(f) => {
+                need("rope", "freq_factors", f.len(), n_rot / 2)?;
+                f[..n_rot / 2].iter().map(|v| v.to_bits()).collect()
+            }
+            None => vec![1.0f32.to_bits()],
+        };
+        let theta_scale = params.freq_base.powf(-2.0 / n_rot as f32);
+        let n = (positions.len() * n_heads * (n_rot / 2)) as u64;
+        let (g, tx) = grid64(n);
+        let pipe = self.simple("rope", ROPE);
+        self.ctx.dispatch(
+            "rope",
+            &pipe,
+            &[
+                u32_of("rope", positions.len())?,
+                u32_of("rope", n_heads)?,
+                u32_of("rope", head_dim)?,
+                u32_of("rope", n_rot)?,
+                u32::from(params.kind == RopeKind::Neox),
+                theta_scale.to_bits(),
+                params.freq_scale.to_bits(),
+                u32::from(params.freq_factors.is_some()),
+                tx,
+            ],
+            &[Bind::Buf(&x.buf), Bind::Data(positions), Bind::Data(&ff)],
+            g,
+        );
+        Ok(())
+    }
+
+    pub(crate) fn op_add(&self, a: &mut GpuBuffer, b: &GpuBuffer, n: usize) -> Result<()> {
+        need("add", "a", a.len, n)?;
+        need("add", "b", b.len, n)?;
+        let (g, tx) = grid64(n as u64);
+        let pipe = self.simple("add", ADD);
+        self.ctx.dispatch(
+            "add",
+            &pipe,
+            &[u32_of("add", n)?, tx],
+            &[Bind::Buf(&a.buf), Bind::Buf(&b.buf)],
+            g,
+        );
+        Ok(())
+    }
+
+    pub(crate) fn op_map(
+        &self,
+        x: &mut GpuBuffer,
+        op: u32,
+        s: f32,
+        n: usize,
+        name: &'static str,
+    ) -> Result<()> {
+        need(name, "x", x.len, n)?;
+        let (g, tx) = grid64(n as u64);
+        let pipe = self.simple("map", MAP);
+        self.ctx.dispatch(
+            name,
+            &pipe,
+            &[u32_of(name, n)?, tx, op, s.to_bits()],
+            &[Bind::Buf(&x.buf)],
+            g,
+        );
+        Ok(())
+    }
+
+    pub(crate) fn op_glu(
+        &self,
+        kind: GluKind,
+        gate: &GpuBuffer,
+        up: &GpuBuffer,
+        n: usize,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        need("glu", "gate", gate.len, n)?;
+        need("glu", "up", up.len, n)?;
+        need("glu", "out", out.len, n)?;
+        let (g, tx) = grid64(n as u64);
+        let pipe = self.simple("glu", GLU);
+        self.ctx.dispatch(
+            "glu",
+            &pipe,
+            &[u32_of("glu", n)?, tx, u32::from(kind == GluKind::GeluTanh)],
+            &[
+                Bind::Buf(&gate.buf),
+                Bind::Buf(&up.buf),
+                Bind::Buf(&out.buf),
+            ],
+            g,
+        );
+        Ok(())
+    }
+
+    pub(crate) fn op_write_rows(
+        &self,
+        dst: &mut GpuBuffer,
+        src: &GpuBuffer,
+        rows: &[usize],
+        width: usize,
+    ) -> Result<()> {
+        need("write_rows", "src", src.len, rows.len() * width)?;
+        let mut r32 = Vec::with_capacity(rows.len());
+        for &r in rows {
+            let end = r
+                .checked_add(1)
+                .and_then(|e| e.checked_mul(width))
+                .ok_or_else(|| shape("write_rows", format!("row {r} overflows")))?;
+            need("write_rows", "dst", dst.len, end)?;
+            r32.push(u32_of("write_rows", r)?);
+        }
+        let n = rows.len() * width;
+        if n == 0 {
+            return Ok(());
+        }
+        let (g, tx) = grid64(n as u64);
+        let pipe = self.simple("write_rows", WRITE_ROWS);
+        self.ctx.dispatch(
+            "write_rows",
+            &pipe,
+            &[u32_of("write_rows", n)?, tx, u32_of("write_rows", width)?],
+            &[Bind::Buf(&dst.buf), Bind::Buf(&src.buf), Bind::Data(&r32)],
+            g,
+        );
+        Ok(())
+    }
+
+    pub(crate) fn op_attention(
+        &self,
+        q: &GpuBuffer,
+        k: &GpuBuffer,
+        v: &GpuBuffer,
+        p: &AttentionParams<'_>,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        let (nh, nkv, hd) = (p.n_heads, p.n_kv_heads, p.head_dim);
+        if nkv == 0 || nh % nkv != 0 {
+            return Err(shape(
+                "attention",
+                format!("{nh} heads over {nkv} kv heads"),
+            ));
+        }
+        if hd == 0 || hd > 256 {
+            return Err(shape("attention", format!("head_dim {hd} (at most 256)")));
+        }
+        let n_tok = p.query_positions.len();
+        let n_slots = p.cache_positions.len();
+        need("attention", "q", q.len, n_tok * nh * hd)?;
+        need("attention", "out", out.len, n_tok * nh * hd)?;
+        need("attention", "k", k.len, n_slots * nkv * hd)?;
+        need("attention", "v", v.len, n_slots * nkv * hd)?;
+        if n_tok == 0 {
+            return Ok(());
+        }
+        let kpos: Vec<u32> = p
+            .cache_positions
+            .iter()
+            .map(|s| s.unwrap_or(u32::MAX))
+            .collect();
+        let (g, gx) = grid((n_tok * nh) as u64);
+        let pipe = self.simple("attention", ATTENTION);
+        self.ctx.dispatch(
+            "attention",
+            &pipe,
+            &[
+                u32_of("attention", n_tok)?,
+                u32_of("attention", nh)?,
+                u32_of("attention", nkv)?,
+                u32_of("attention", hd)?,
+                u32_of("attention", n_slots)?,
+                p.scale.to_bits(),
+                p.softcap.unwrap_or(0.0).to_bits(),
+                p.window.unwrap_or(0),
+                gx,
+            ],
+            &[
+                Bind::Buf(&q.buf),
+                Bind::Buf(&k.buf),
+                Bind::Buf(&v.buf),
+                Bind::Buf(&out.buf),
+                Bind::Data(p.query_positions),
+                Bind::Data(&kpos),
+            ],
+            g,
+        );
+        Ok(())
+    }
+
+    /// Device top-k: rounds of the chunked selection kernel until one chunk
+    /// is left, then one read-back of k (value, index) pairs.
+    pub(crate) fn op_top_k(&self, x: &GpuBuffer, n: usize, k: usize) -> Result<Vec<(u32, f32)>> {
+        need("top_k", "x", x.len, n)?;
+        let k = k.min(n);
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        if k > TOPK_MAX {
+            let mut host = vec![0.0; n];
+            self.download_sync(x, &mut host)?;
+            return Ok(host_top_k(&host, k));
+        }
+        let pipe = self.simple("top_k", TOP_K);
+        let mut src = x.buf.clone();
+        let mut cand = n;
+        let mut paired = 0u32;
+        loop {
+            let chunks = cand.div_ceil(TOPK_CHUNK);
+            if chunks as u64 > MAX_GROUPS {
+                return Err(shape("top_k", format!("{n} values")));
+            }
+            let dst = self.ctx.storage((chunks * k * 8) as u64, "top_k")?;
+            self.ctx.dispatch(
+                "top_k",
+                &pipe,
+                &[u32_of("top_k", cand)?, u32_of("top_k", k)?, paired],
+                &[Bind::Buf(&src), Bind::Buf(&dst)],
+                (chunks as u32, 1, 1),
+            );
+            src = dst;
+            cand = chunks * k;
+            paired = 1;
+            if chunks == 1 {
+                break;
+            }
+        }
+        let bytes = self.ctx.read(&src, 0, (k * 8) as u64)?;
+        let words: &[u32] = bytemuck::cast_slice(&bytes);
+        Ok(words
+            .chunks_exact(2)
+            .filter(|w| w[1] != u32::MAX)
+            .map(|w| (w[1], f32::from_bits(w[0])))
+            .collect())
+    }
+
+    fn download_sync(&self, x: &GpuBuffer, out: &mut [f32]) -> Result<()> {
+        let bytes = self.ctx.read(&x.buf, 0, out.len() as u64 * 4)?;
+        out.copy_from_slice(bytemuck::cast_slice(&bytes));
+        Ok(())
+    }
+}
+
+/// The `k` largest values, largest first (ties: lowest index; NaN skipped).
+fn host_top_k(x: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut idx: Vec<(u32, f32)> = x
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_nan())
+        .map(|(i, &v)| (i as u32, v))
+        .collect();
+    idx.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    idx.truncate(k);
+    idx
+}

@@ -1,0 +1,306 @@
+//! Every op of the WebGPU backend against the CPU backend (the reference,
+//! which mimics llama.cpp) on random inputs, for every supported weight type.
+
+mod common;
+
+use common::*;
+use wasm_chord_core::backend::{
+    AttentionParams, Backend, BackendError, GluKind, RopeKind, RopeParams,
+};
+use wasm_chord_core::GgmlType;
+use wasm_chord_gpu::{GpuBackend, GPU_TYPES};
+
+macro_rules! gpu_or_skip {
+    () => {
+        match gpu() {
+            Some(g) => g,
+            None => return,
+        }
+    };
+}
+
+#[test]
+fn matmul_matches_cpu_for_every_type_and_batch_size() {
+    let g = gpu_or_skip!();
+    let c = cpu();
+    let (cols, rows) = (512, 72);
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
+        let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 10 + i as u64))]);
+        let (wg, wc) = (weight(&*g, &file, "w"), weight(&c, &file, "w"));
+        for n in [1usize, 3, 8, 9, 70] {
+            let x = rand_vec(n * cols, 100 + n as u64);
+            let (xg, xc) = (g.upload(&x).unwrap(), c.upload(&x).unwrap());
+            let mut og = g.alloc(n * rows).unwrap();
+            let mut oc = c.alloc(n * rows).unwrap();
+            g.matmul(&wg, &xg, n, &mut og).unwrap();
+            c.matmul(&wc, &xc, n, &mut oc).unwrap();
+            let (a, b) = (read(&*g, &og), read(&c, &oc));
+            let e = rel_l2(&a, &b);
+            assert!(e < 2e-3, "{ty:?} n={n}: relative L2 {e}");
+        }
+    }
+}
+
+#[test]
+fn weights_split_by_rows_give_the_same_products_and_embeddings() {
+    if gpu().is_none() {
+        return;
+    }
+    let mut g = GpuBackend::new().unwrap();
+    // Parts of at most 3 rows of 256 Q8_0 values (272 bytes per row).
+    g.limit_part_bytes(3 * 272 + 16);
+    let c = cpu();
+    let (cols, rows) = (256, 10);
+    let file = gguf(&[("w", cols, rows, GgmlType::Q8_0, rand_vec(cols * rows, 7))]);
+    let (wg, wc) = (weight(&g, &file, "w"), weight(&c, &file, "w"));
+    assert!(wg.n_parts() >= 3, "{} parts", wg.n_parts());
+    for n in [1usize, 12] {
+        let x = rand_vec(n * cols, 8);
+        let mut og = g.alloc(n * rows).unwrap();
+        let mut oc = c.alloc(n * rows).unwrap();
+        g.matmul(&wg, &g.upload(&x).unwrap(), n, &mut og).unwrap();
+        c.matmul(&wc, &c.upload(&x).unwrap(), n, &mut oc).unwrap();
+        let e = rel_l2(&read(&g, &og), &read(&c, &oc));
+        assert!(e < 2e-3, "n={n}: {e}");
+    }
+    let tokens = [9u32, 0, 4, 4, 7];
+    let mut eg = g.alloc(tokens.len() * cols).unwrap();
+    let mut ec = c.alloc(tokens.len() * cols).unwrap();
+    g.embed(&wg, &tokens, 1.0, &mut eg).unwrap();
+    c.embed(&wc, &tokens, 1.0, &mut ec).unwrap();
+    assert!(max_abs(&read(&g, &eg), &read(&c, &ec)) < 1e-6);
+}
+
+#[test]
+fn embed_matches_cpu_for_every_type() {
+    let g = gpu_or_skip!();
+    let c = cpu();
+    let (cols, rows) = (256, 20);
+    let tokens = [3u32, 19, 0, 3, 11];
+    for (i, &ty) in GPU_TYPES.iter().enumerate() {
+        let file = gguf(&[("t", cols, rows, ty, rand_vec(cols * rows, 30 + i as u64))]);
+        let (tg, tc) = (weight(&*g, &file, "t"), weight(&c, &file, "t"));
+        let mut og = g.alloc(tokens.len() * cols).unwrap();
+        let mut oc = c.alloc(tokens.len() * cols).unwrap();
+        g.embed(&tg, &tokens, 1.7, &mut og).unwrap();
+        c.embed(&tc, &tokens, 1.7, &mut oc).unwrap();
+        let d = max_abs(&read(&*g, &og), &read(&c, &oc));
+        assert!(d < 1e-5, "{ty:?}: {d}");
+        let e = g.embed(&tg, &[rows as u32], 1.0, &mut og).unwrap_err();
+        assert!(matches!(e, BackendError::TokenOutOfRange { .. }), "{e}");
+    }
+}
+
+#[test]
+fn unsupported_types_are_refused_by_type() {
+    let g = gpu_or_skip!();
+    let file = gguf(&[("w", 256, 4, GgmlType::Q2_K, rand_vec(1024, 1))]);
+    let w = weight(&*g, &file, "w");
+    let x = g.upload(&rand_vec(256, 2)).unwrap();
+    let mut o = g.alloc(4).unwrap();
+    let e = g.matmul(&w, &x, 1, &mut o).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BackendError::UnsupportedType {
+                ty: GgmlType::Q2_K,
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn norm_rope_and_elementwise_ops_match_cpu() {
+    let g = gpu_or_skip!();
+    let c = cpu();
+    let (n, dim) = (5usize, 192usize);
+    let nw = rand_vec(dim, 3)
+        .iter()
+        .map(|v| 1.0 + 0.3 * v)
+        .collect::<Vec<_>>();
+    let file = gguf(&[
+        ("norm", dim, 1, GgmlType::F32, nw),
+        ("bias", dim, 1, GgmlType::F32, rand_vec(dim, 4)),
+    ]);
+    let x = rand_vec(n * dim, 5)
+        .iter()
+        .map(|v| v * 3.0)
+        .collect::<Vec<_>>();
+    let (xg, xc) = (g.upload(&x).unwrap(), c.upload(&x).unwrap());
+
+    // RMSNorm over rows and over heads (QK-norm shape).
+    for (rows, d) in [(n, dim)] {
+        let (ng, nc) = (weight(&*g, &file, "norm"), weight(&c, &file, "norm"));
+        let mut og = g.alloc(n * dim).unwrap();
+        let mut oc = c.alloc(n * dim).unwrap();
+        g.rms_norm(&xg, &ng, 1e-6, rows, d, &mut og).unwrap();
+        c.rms_norm(&xc, &nc, 1e-6, rows, d, &mut oc).unwrap();
+        assert!(rel_l2(&read(&*g, &og), &read(&c, &oc)) < 1e-6);
+    }
+
+    // add_bias, add, scale, softcap.
+    let (bg, bc) = (weight(&*g, &file, "bias"), weight(&c, &file, "bias"));
+    let mut ag = g.upload(&x).unwrap();
+    let mut ac = c.upload(&x).unwrap();
+    g.add_bias(&mut ag, &bg, n).unwrap();
+    c.add_bias(&mut ac, &bc, n).unwrap();
+    let y = rand_vec(n * dim, 6);
+    g.add(&mut ag, &g.upload(&y).unwrap(), n * dim - 7).unwrap();
+    c.add(&mut ac, &c.upload(&y).unwrap(), n * dim - 7).unwrap();
+    g.scale(&mut ag, 0.37, n * dim).unwrap();
+    c.scale(&mut ac, 0.37, n * dim).unwrap();
+    g.softcap(&mut ag, 0.9, n * dim - 3).unwrap();
+    c.softcap(&mut ac, 0.9, n * dim - 3).unwrap();
+    assert!(max_abs(&read(&*g, &ag), &read(&c, &ac)) < 1e-5);
+
+    // glu, both activations.
+    for kind in [GluKind::Silu, GluKind::GeluTanh] {
+        let gate: Vec<f32> = rand_vec(n * dim, 8).iter().map(|v| v * 12.0).collect();
+        let mut og = g.alloc(n * dim).unwrap();
+        let mut oc = c.alloc(n * dim).unwrap();
+        g.glu(kind, &g.upload(&gate).unwrap(), &xg, n * dim, &mut og)
+            .unwrap();
+        c.glu(kind, &c.upload(&gate).unwrap(), &xc, n * dim, &mut oc)
+            .unwrap();
+        let d = max_abs(&read(&*g, &og), &read(&c, &oc));
+        assert!(d < 1e-4, "{kind:?}: {d}");
+    }
+
+    // RoPE: both kinds, partial rotation, frequency factors and scaling.
+    let (nh, hd) = (3usize, 64usize);
+    let positions = [0u32, 7, 130, 4095, 17];
+    let q = rand_vec(positions.len() * nh * hd, 9);
+    let ff: Vec<f32> = (0..16).map(|i| 1.0 + i as f32 * 0.5).collect();
+    for (kind, n_rot, freq_factors, freq_scale) in [
+        (RopeKind::Normal, 64, None, 1.0),
+        (RopeKind::Neox, 64, None, 1.0),
+        (RopeKind::Neox, 32, Some(&ff[..]), 0.25),
+        (RopeKind::Normal, 32, Some(&ff[..]), 1.0),
+    ] {
+        let p = RopeParams {
+            kind,
+            n_rot,
+            freq_base: 10000.0,
+            freq_scale,
+            freq_factors,
+        };
+        let mut qg = g.upload(&q).unwrap();
+        let mut qc = c.upload(&q).unwrap();
+        g.rope(&mut qg, &positions, nh, hd, &p).unwrap();
+        c.rope(&mut qc, &positions, nh, hd, &p).unwrap();
+        let d = max_abs(&read(&*g, &qg), &read(&c, &qc));
+        assert!(d < 2e-3, "{kind:?} n_rot={n_rot}: {d}");
+    }
+}
+
+#[test]
+fn write_rows_copy_rows_argmax_and_top_k_match_cpu() {
+    let g = gpu_or_skip!();
+    let c = cpu();
+    let width = 24;
+    let src = rand_vec(3 * width, 11);
+    let mut dg = g.upload(&rand_vec(8 * width, 12)).unwrap();
+    let mut dc = c.upload(&rand_vec(8 * width, 12)).unwrap();
+    g.write_rows(&mut dg, &g.upload(&src).unwrap(), &[6, 1, 3], width)
+        .unwrap();
+    c.write_rows(&mut dc, &c.upload(&src).unwrap(), &[6, 1, 3], width)
+        .unwrap();
+    assert_eq!(read(&*g, &dg), read(&c, &dc));
+    let rg = g.copy_rows(&dg, 2, 3, width).unwrap();
+    let rc = c.copy_rows(&dc, 2, 3, width).unwrap();
+    assert_eq!(read(&*g, &rg), read(&c, &rc));
+
+    // Ties, NaN and more candidates than one chunk (several rounds).
+    let n = 70_000;
+    let mut v = rand_vec(n, 13);
+    v[5] = 3.0;
+    v[69_000] = 3.0;
+    v[100] = f32::NAN;
+    v[40_000] = 2.5;
+    let (vg, vc) = (g.upload(&v).unwrap(), c.upload(&v).unwrap());
+    assert_eq!(g.argmax(&vg, n).unwrap(), 5);
+    assert_eq!(g.argmax(&vg, n).unwrap(), c.argmax(&vc, n).unwrap());
+    for k in [1, 5, 40, 256, 300] {
+        assert_eq!(
+            g.top_k(&vg, n, k).unwrap(),
+            c.top_k(&vc, n, k).unwrap(),
+            "k={k}"
+        );
+    }
+    assert_eq!(g.top_k(&vg, 7, 10).unwrap(), c.top_k(&vc, 7, 10).unwrap());
+}
+
+fn attention_case(
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    qpos: &[u32],
+    kpos: &[Option<u32>],
+    window: Option<u32>,
+    softcap: Option<f32>,
+    seed: u64,
+) {
+    let Some(g) = gpu() else { return };
+    let c = cpu();
+    let q = rand_vec(qpos.len() * nh * hd, seed);
+    let k = rand_vec(kpos.len() * nkv * hd, seed + 1);
+    let v = rand_vec(kpos.len() * nkv * hd, seed + 2);
+    // Keys and values as the cache holds them (through write_rows, f16).
+    let rows: Vec<usize> = (0..kpos.len()).collect();
+    let mut kg = g.alloc(k.len()).unwrap();
+    let mut vg = g.alloc(v.len()).unwrap();
+    let mut kc = c.alloc(k.len()).unwrap();
+    let mut vc = c.alloc(v.len()).unwrap();
+    g.write_rows(&mut kg, &g.upload(&k).unwrap(), &rows, nkv * hd)
+        .unwrap();
+    g.write_rows(&mut vg, &g.upload(&v).unwrap(), &rows, nkv * hd)
+        .unwrap();
+    c.write_rows(&mut kc, &c.upload(&k).unwrap(), &rows, nkv * hd)
+        .unwrap();
+    c.write_rows(&mut vc, &c.upload(&v).unwrap(), &rows, nkv * hd)
+        .unwrap();
+    let p = AttentionParams {
+        n_heads: nh,
+        n_kv_heads: nkv,
+        head_dim: hd,
+        scale: 1.0 / (hd as f32).sqrt() * 2.0,
+        softcap,
+        window,
+        query_positions: qpos,
+        cache_positions: kpos,
+    };
+    let mut og = g.alloc(q.len()).unwrap();
+    let mut oc = c.alloc(q.len()).unwrap();
+    g.attention(&g.upload(&q).unwrap(), &kg, &vg, &p, &mut og)
+        .unwrap();
+    c.attention(&c.upload(&q).unwrap(), &kc, &vc, &p, &mut oc)
+        .unwrap();
+    let (a, b) = (read(&*g, &og), read(&c, &oc));
+    let d = max_abs(&a, &b);
+    assert!(
+        d < 2e-3,
+        "nh={nh} nkv={nkv} hd={hd} window={window:?} softcap={softcap:?}: {d}"
+    );
+}
+
+#[test]
+fn attention_matches_cpu_with_gqa_window_softcap_and_ring_slots() {
+    // A ring of 6 slots holding positions out of order, one empty.
+    let kpos = [Some(6), Some(7), Some(8), None, Some(4), Some(5)];
+    for (window, softcap) in [(None, None), (Some(3), None), (Some(2), Some(0.5))] {
+        attention_case(4, 2, 64, &[7, 8], &kpos, window, softcap, 21);
+    }
+    // Many cache rows (several 64-row chunks), a prompt of queries, a
+    // query that sees nothing, head_dim 256 and 80.
+    let kpos: Vec<Option<u32>> = (0..200)
+        .map(|i| if i % 17 == 5 { None } else { Some(i) })
+        .collect();
+    let qpos: Vec<u32> = (0..200).step_by(13).collect();
+    attention_case(8, 2, 128, &qpos, &kpos, None, None, 31);
+    attention_case(2, 1, 256, &qpos, &kpos, Some(70), Some(30.0), 41);
+    attention_case(4, 4, 80, &qpos, &kpos, Some(1), None, 51);
+    let kpos: Vec<Option<u32>> = (0..10).map(|i| Some(i + 50)).collect();
+    attention_case(2, 1, 64, &[3, 55], &kpos, None, None, 61);
+}
