@@ -123,6 +123,7 @@ fn norm_rope_and_elementwise_ops_match_cpu() {
     let file = gguf(&[
         ("norm", dim, 1, GgmlType::F32, nw),
         ("bias", dim, 1, GgmlType::F32, rand_vec(dim, 4)),
+        ("qnorm", 64, 1, GgmlType::F32, rand_vec(64, 14)),
     ]);
     let x = rand_vec(n * dim, 5)
         .iter()
@@ -131,8 +132,8 @@ fn norm_rope_and_elementwise_ops_match_cpu() {
     let (xg, xc) = (g.upload(&x).unwrap(), c.upload(&x).unwrap());
 
     // RMSNorm over rows and over heads (QK-norm shape).
-    for (rows, d) in [(n, dim)] {
-        let (ng, nc) = (weight(&*g, &file, "norm"), weight(&c, &file, "norm"));
+    for (rows, d, name) in [(n, dim, "norm"), (n * 3, 64, "qnorm")] {
+        let (ng, nc) = (weight(&*g, &file, name), weight(&c, &file, name));
         let mut og = g.alloc(n * dim).unwrap();
         let mut oc = c.alloc(n * dim).unwrap();
         g.rms_norm(&xg, &ng, 1e-6, rows, d, &mut og).unwrap();
@@ -232,6 +233,7 @@ fn write_rows_copy_rows_argmax_and_top_k_match_cpu() {
     assert_eq!(g.top_k(&vg, 7, 10).unwrap(), c.top_k(&vc, 7, 10).unwrap());
 }
 
+#[allow(clippy::too_many_arguments)]
 fn attention_case(
     nh: usize,
     nkv: usize,

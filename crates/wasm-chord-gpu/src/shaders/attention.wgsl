@@ -1,7 +1,8 @@
 // Attention of one query head of one token per workgroup over the cache
-// rows, with an online softmax: cache rows are scored 64 at a time (one per
-// thread), the running maximum and sum are updated and the output
-// accumulator rescaled, so no score matrix is ever stored. Each thread owns
+// rows, 64 rows at a time (one per thread). A first pass keeps the running
+// maximum and sum of exponentials (online softmax); a second recomputes the
+// scores, rounds the normalized probabilities to f16 as llama.cpp does and
+// accumulates V. No score matrix is ever stored. Each thread owns
 // head dimensions lid, lid + 64, ... (head_dim <= 256). q is rounded to f16
 // as ggml's f16 K·q product does.
 // p: 0 tokens, 1 heads, 2 kv heads, 3 head_dim, 4 cache rows, 5 scale,
@@ -25,6 +26,27 @@ fn f16r(x: f32) -> f32 {
     return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;
 }
 
+// The masked, scaled and capped score of cache row j (NEG when masked).
+fn score(j: u32, valid: bool, n_slots: u32, qp: u32, kvh: u32, kvw: u32, hd: u32, scale: f32, cap: f32, window: u32) -> f32 {
+    if (!valid || j >= n_slots) {
+        return NEG;
+    }
+    let kp = kpos[j];
+    if (kp == 0xffffffffu || kp > qp || (window != 0u && qp - kp >= window)) {
+        return NEG;
+    }
+    let ko = j * kvw + kvh * hd;
+    var dot = 0.0;
+    for (var d = 0u; d < hd; d++) {
+        dot += qs[d] * k[ko + d];
+    }
+    var s = dot * scale;
+    if (cap > 0.0) {
+        s = cap * tanh(clamp(s * (1.0 / cap), -15.0, 15.0));
+    }
+    return s;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let nh = p[1];
@@ -45,28 +67,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let scale = bitcast<f32>(p[5]);
     let cap = bitcast<f32>(p[6]);
     let window = p[7];
+    // Pass 1: the maximum and the sum of exponentials, online over chunks.
     var m = NEG;
     var l = 0.0;
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
     for (var j0 = 0u; j0 < n_slots; j0 += WG) {
-        let j = j0 + lid;
-        var s = NEG;
-        var ok = false;
-        if (valid && j < n_slots) {
-            let kp = kpos[j];
-            ok = kp != 0xffffffffu && kp <= qp && (window == 0u || qp - kp < window);
-            if (ok) {
-                let ko = j * kvw + kvh * hd;
-                var dot = 0.0;
-                for (var d = 0u; d < hd; d++) {
-                    dot += qs[d] * k[ko + d];
-                }
-                s = dot * scale;
-                if (cap > 0.0) {
-                    s = cap * tanh(clamp(s * (1.0 / cap), -15.0, 15.0));
-                }
-            }
-        }
+        let s = score(j0 + lid, valid, n_slots, qp, kvh, kvw, hd, scale, cap, window);
         red[lid] = s;
         workgroupBarrier();
         for (var r = WG / 2u; r > 0u; r >>= 1u) {
@@ -78,12 +83,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let cmax = workgroupUniformLoad(&red[0]);
         if (cmax > NEG) {
             let m_new = max(m, cmax);
-            var pj = 0.0;
-            if (ok) {
-                pj = exp(s - m_new);
-            }
-            ps[lid] = pj;
-            red[lid] = pj;
+            red[lid] = select(0.0, exp(s - m_new), s > NEG);
             workgroupBarrier();
             for (var r = WG / 2u; r > 0u; r >>= 1u) {
                 if (lid < r) {
@@ -91,14 +91,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 }
                 workgroupBarrier();
             }
-            let alpha = exp(m - m_new);
-            l = l * alpha + red[0];
+            l = l * exp(m - m_new) + red[0];
             m = m_new;
+            workgroupBarrier();
+        }
+    }
+    // Pass 2: probabilities normalized and rounded to f16 as ggml's kq·v
+    // product converts them, then accumulated against V.
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    for (var j0 = 0u; j0 < n_slots; j0 += WG) {
+        let s = score(j0 + lid, valid, n_slots, qp, kvh, kvw, hd, scale, cap, window);
+        ps[lid] = select(0.0, f16r(exp(s - m) * inv), s > NEG);
+        red[lid] = ps[lid];
+        workgroupBarrier();
+        for (var r = WG / 2u; r > 0u; r >>= 1u) {
+            if (lid < r) {
+                red[lid] = max(red[lid], red[lid + r]);
+            }
+            workgroupBarrier();
+        }
+        let any = workgroupUniformLoad(&red[0]);
+        if (any > 0.0) {
             let cnt = min(WG, n_slots - j0);
             for (var c = 0u; c < 4u; c++) {
                 let d = lid + c * WG;
                 if (d < hd) {
-                    var a = acc[c] * alpha;
+                    var a = acc[c];
                     for (var jj = 0u; jj < cnt; jj++) {
                         let pw = ps[jj];
                         if (pw != 0.0) {
@@ -108,15 +127,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     acc[c] = a;
                 }
             }
-            workgroupBarrier();
         }
+        workgroupBarrier();
     }
     if (valid) {
-        let inv = select(0.0, 1.0 / l, l > 0.0);
         for (var c = 0u; c < 4u; c++) {
             let d = lid + c * WG;
             if (d < hd) {
-                o[qoff + d] = acc[c] * inv;
+                o[qoff + d] = acc[c];
             }
         }
     }
