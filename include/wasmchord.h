@@ -115,7 +115,8 @@ typedef enum wasmchord_result {
   // A parameter is out of range, or a params struct has a `size` this
   // library does not know.
   WASMCHORD_INVALID_PARAMS = 11,
-  // The backend asked for is not built into this library.
+  // The backend asked for is unknown, not built into this library, or
+  // has no device here.
   WASMCHORD_UNSUPPORTED_BACKEND = 12,
   // The GGUF is well-formed but not a usable model (missing tensor,
   // wrong shape, out-of-range hyper-parameter, unsupported feature).
@@ -180,9 +181,11 @@ typedef bool (*wasmchord_progress_fn)(float progress, void *user_data);
 typedef struct wasmchord_model_params {
   // `sizeof(wasmchord_model_params)`.
   size_t size;
-  // `"auto"`, `"cpu"`, or NULL (= `"auto"`). Other names (`"cuda"`,
-  // `"metal"`, `"webgpu"`) fail with `WASMCHORD_UNSUPPORTED_BACKEND` in
-  // this build.
+  // The device: NULL (= `"auto"`), `"auto"`, `"cpu"`, `"webgpu"`,
+  // `"cuda[:N]"`, `"metal[:N]"`, `"candle-cpu"`. `"auto"` takes CUDA,
+  // then Metal, then a hardware WebGPU adapter, then the CPU, among the
+  // backends built into the library. A device not built in, or without
+  // hardware, fails with `WASMCHORD_UNSUPPORTED_BACKEND`.
   const char *backend;
   // Optional progress callback (NULL: none).
   wasmchord_progress_fn progress;
@@ -197,7 +200,8 @@ typedef struct wasmchord_model_info {
   // `general.architecture` (`"llama"`, `"gemma3"`, ...); valid while the
   // model lives.
   const char *arch;
-  // The backend the weights live on (`"cpu"`); valid while the model lives.
+  // The backend the weights live on (`"cpu"`, `"webgpu"`, `"cuda"`, ...);
+  // valid while the model lives.
   const char *backend;
   // Tokens in the vocabulary.
   uint32_t n_vocab;
@@ -406,8 +410,11 @@ enum wasmchord_result wasmchord_model_get_info(const struct wasmchord_model *mod
 // `model` is a live model handle; `out` is writable.
 enum wasmchord_result wasmchord_model_token_is_eog(const struct wasmchord_model *model, uint32_t token, bool *out);
 
-// Checks whether a backend is built into this library: `WASMCHORD_OK` for
-// `"auto"` and `"cpu"`, `WASMCHORD_UNSUPPORTED_BACKEND` otherwise.
+// Checks whether a backend can run here: `WASMCHORD_OK` when it is built
+// into this library and its device opens (`"auto"` and `"cpu"` always do;
+// also `"webgpu"`, `"cuda[:N]"`, `"metal[:N]"`, `"candle-cpu"` in builds
+// with those features), `WASMCHORD_UNSUPPORTED_BACKEND` otherwise, with the
+// reason in `wasmchord_last_error_message`.
 //
 // # Safety
 // `name` is a NUL-terminated string.

@@ -43,7 +43,8 @@ pub enum wasmchord_result {
     /// A parameter is out of range, or a params struct has a `size` this
     /// library does not know.
     WASMCHORD_INVALID_PARAMS = 11,
-    /// The backend asked for is not built into this library.
+    /// The backend asked for is unknown, not built into this library, or
+    /// has no device here.
     WASMCHORD_UNSUPPORTED_BACKEND = 12,
     /// The GGUF is well-formed but not a usable model (missing tensor,
     /// wrong shape, out-of-range hyper-parameter, unsupported feature).
@@ -145,8 +146,8 @@ pub(crate) enum CapiError {
         /// What the result needs.
         needed: usize,
     },
-    /// The backend is not built in.
-    #[error("backend `{0}` is not available in this build (available: auto, cpu)")]
+    /// The backend is unknown, not built in, or has no device.
+    #[error("{0}")]
     Backend(String),
     /// The session is in use.
     #[error("the session is in use by another call")]

@@ -6,10 +6,12 @@ use crate::ptr::{self, Versioned};
 use std::ffi::{c_char, c_void, CString};
 use std::mem::size_of;
 use std::sync::Arc;
+use wasm_chord_core::backend::Backend;
 use wasm_chord_core::gguf::GgufFile;
 use wasm_chord_core::tokenizer::Tokenizer;
 use wasm_chord_cpu::CpuBackend;
 use wasm_chord_runtime::Model;
+use wasm_chord_runtime::{AnyBackend, Device};
 
 /// Load progress: called with a fraction in `[0, 1]` after the embeddings
 /// and after each transformer block is uploaded (the last call is 1).
@@ -26,9 +28,11 @@ pub type wasmchord_progress_fn =
 pub struct wasmchord_model_params {
     /// `sizeof(wasmchord_model_params)`.
     pub size: usize,
-    /// `"auto"`, `"cpu"`, or NULL (= `"auto"`). Other names (`"cuda"`,
-    /// `"metal"`, `"webgpu"`) fail with `WASMCHORD_UNSUPPORTED_BACKEND` in
-    /// this build.
+    /// The device: NULL (= `"auto"`), `"auto"`, `"cpu"`, `"webgpu"`,
+    /// `"cuda[:N]"`, `"metal[:N]"`, `"candle-cpu"`. `"auto"` takes CUDA,
+    /// then Metal, then a hardware WebGPU adapter, then the CPU, among the
+    /// backends built into the library. A device not built in, or without
+    /// hardware, fails with `WASMCHORD_UNSUPPORTED_BACKEND`.
     pub backend: *const c_char,
     /// Optional progress callback (NULL: none).
     pub progress: wasmchord_progress_fn,
@@ -50,7 +54,8 @@ pub struct wasmchord_model_info {
     /// `general.architecture` (`"llama"`, `"gemma3"`, ...); valid while the
     /// model lives.
     pub arch: *const c_char,
-    /// The backend the weights live on (`"cpu"`); valid while the model lives.
+    /// The backend the weights live on (`"cpu"`, `"webgpu"`, `"cuda"`, ...);
+    /// valid while the model lives.
     pub backend: *const c_char,
     /// Tokens in the vocabulary.
     pub n_vocab: u32,
@@ -77,7 +82,7 @@ impl Versioned for wasmchord_model_info {
 /// The shared part of a model: sessions hold it too, so a model handle can
 /// be freed while sessions still run.
 pub(crate) struct ModelInner {
-    pub model: Arc<Model<CpuBackend>>,
+    pub model: Arc<Model<AnyBackend>>,
     pub tokenizer: Tokenizer,
     pub file: Arc<GgufFile>,
     arch: CString,
@@ -106,15 +111,19 @@ fn default_params() -> wasmchord_model_params {
     }
 }
 
-/// Checks a backend name: `None`, `"auto"` and `"cpu"` are built in.
-pub(crate) fn check_backend(name: Option<&str>) -> Result<(), CapiError> {
-    match name {
-        None | Some("auto") | Some("cpu") => Ok(()),
-        Some(other) => Err(CapiError::Backend(other.to_owned())),
-    }
+/// Opens the backend a name asks for (`None` is `"auto"`).
+pub(crate) fn open_backend(name: Option<&str>) -> Result<AnyBackend, CapiError> {
+    let device: Device = name.unwrap_or("auto").parse().map_err(
+        |e: wasm_chord_runtime::device::UnknownDevice| CapiError::Backend(e.to_string()),
+    )?;
+    AnyBackend::open(device).map_err(|e| CapiError::Backend(e.to_string()))
 }
 
-fn load(file: GgufFile, params: &wasmchord_model_params) -> Result<wasmchord_model, CapiError> {
+fn load(
+    file: GgufFile,
+    backend: AnyBackend,
+    params: &wasmchord_model_params,
+) -> Result<wasmchord_model, CapiError> {
     let file = Arc::new(file);
     let tokenizer = Tokenizer::from_metadata(file.metadata())?;
     let (cb, ud) = (params.progress, params.progress_user_data);
@@ -124,11 +133,8 @@ fn load(file: GgufFile, params: &wasmchord_model_params) -> Result<wasmchord_mod
         Some(cb) => unsafe { cb(f, ud) },
         None => true,
     };
-    let model = Model::load_with_progress(
-        Arc::clone(&file),
-        Arc::new(CpuBackend::new()),
-        &mut progress,
-    )?;
+    let name = CString::new(backend.name()).unwrap_or_default();
+    let model = Model::load_with_progress(Arc::clone(&file), Arc::new(backend), &mut progress)?;
     let arch = CString::new(model.config.arch.name()).unwrap_or_default();
     Ok(wasmchord_model {
         inner: Arc::new(ModelInner {
@@ -136,7 +142,7 @@ fn load(file: GgufFile, params: &wasmchord_model_params) -> Result<wasmchord_mod
             tokenizer,
             file,
             arch,
-            backend: c"cpu".to_owned(),
+            backend: name,
         }),
     })
 }
@@ -164,8 +170,8 @@ pub unsafe extern "C" fn wasmchord_model_load_file(
             return Err(CapiError::Null("out"));
         }
         // SAFETY: as above.
-        check_backend(unsafe { ptr::opt_c_str(params.backend, "params->backend") }?)?;
-        let model = load(GgufFile::open(path)?, &params)?;
+        let backend = open_backend(unsafe { ptr::opt_c_str(params.backend, "params->backend") }?)?;
+        let model = load(GgufFile::open(path)?, backend, &params)?;
         // SAFETY: checked non-NULL; writable by the contract.
         unsafe { ptr::write(out, Box::into_raw(Box::new(model)), "out") }
     })
@@ -196,8 +202,8 @@ pub unsafe extern "C" fn wasmchord_model_load_memory(
             return Err(CapiError::Null("out"));
         }
         // SAFETY: as above.
-        check_backend(unsafe { ptr::opt_c_str(params.backend, "params->backend") }?)?;
-        let model = load(GgufFile::from_bytes(bytes.to_vec())?, &params)?;
+        let backend = open_backend(unsafe { ptr::opt_c_str(params.backend, "params->backend") }?)?;
+        let model = load(GgufFile::from_bytes(bytes.to_vec())?, backend, &params)?;
         // SAFETY: checked non-NULL; writable by the contract.
         unsafe { ptr::write(out, Box::into_raw(Box::new(model)), "out") }
     })
@@ -268,8 +274,11 @@ pub unsafe extern "C" fn wasmchord_model_token_is_eog(
     })
 }
 
-/// Checks whether a backend is built into this library: `WASMCHORD_OK` for
-/// `"auto"` and `"cpu"`, `WASMCHORD_UNSUPPORTED_BACKEND` otherwise.
+/// Checks whether a backend can run here: `WASMCHORD_OK` when it is built
+/// into this library and its device opens (`"auto"` and `"cpu"` always do;
+/// also `"webgpu"`, `"cuda[:N]"`, `"metal[:N]"`, `"candle-cpu"` in builds
+/// with those features), `WASMCHORD_UNSUPPORTED_BACKEND` otherwise, with the
+/// reason in `wasmchord_last_error_message`.
 ///
 /// # Safety
 /// `name` is a NUL-terminated string.
@@ -277,7 +286,7 @@ pub unsafe extern "C" fn wasmchord_model_token_is_eog(
 pub unsafe extern "C" fn wasmchord_backend_available(name: *const c_char) -> wasmchord_result {
     call(|| {
         // SAFETY: the header's contract.
-        check_backend(Some(unsafe { ptr::c_str(name, "name") }?))
+        open_backend(Some(unsafe { ptr::c_str(name, "name") }?)).map(drop)
     })
 }
 

@@ -7,8 +7,8 @@ use crate::ptr::{self, Versioned};
 use std::ffi::{c_char, c_void};
 use std::mem::size_of;
 use std::sync::{Arc, Mutex, TryLockError};
-use wasm_chord_cpu::CpuBackend;
 use wasm_chord_runtime::sampler::SamplerConfig;
+use wasm_chord_runtime::AnyBackend;
 use wasm_chord_runtime::{
     generate, CancelToken, GenerateParams, Session, SessionConfig, StopReason,
 };
@@ -150,7 +150,7 @@ pub struct wasmchord_session {
     /// The abort flag of the current (or next) generation; replaced by a
     /// fresh one when a generation returns.
     cancel: Mutex<CancelToken>,
-    state: Mutex<Session<'static, CpuBackend>>,
+    state: Mutex<Session<'static, AnyBackend>>,
 }
 
 fn default_session_params() -> wasmchord_session_params {
@@ -252,7 +252,7 @@ pub unsafe extern "C" fn wasmchord_session_free(session: *mut wasmchord_session)
 
 fn lock(
     s: &wasmchord_session,
-) -> Result<std::sync::MutexGuard<'_, Session<'static, CpuBackend>>, CapiError> {
+) -> Result<std::sync::MutexGuard<'_, Session<'static, AnyBackend>>, CapiError> {
     match s.state.try_lock() {
         Ok(g) => Ok(g),
         // A panic inside a previous call: the cache may be half-written, so
