@@ -11,31 +11,8 @@ use wasm_chord_runtime::chat_template::{ChatTemplate, Message, TemplateError};
 /// 2024-07-26 13:05:09 UTC, the script's `FIXED_NOW`.
 const FIXED_NOW: i64 = 1_721_999_109;
 
-/// Cases where minijinja cannot reproduce jinja2, with the reason.
-/// Keyed by (template file, conversation); `None` for every conversation.
-const KNOWN_EXCEPTIONS: &[(&str, Option<&str>, &str)] = &[
-    (
-        "meetkai-functionary-medium-v3.1.jinja",
-        Some("tools"),
-        "`'...'|safe + text` makes a markupsafe Markup in jinja2, which HTML-escapes \
-         the plain text it is joined with even with autoescape off; minijinja's \
-         safe strings concatenate as plain text (arguably the intended output)",
-    ),
-    (
-        "meetkai-functionary-medium-v3.1.jinja",
-        Some("tool_round_trip"),
-        "same markupsafe escaping as above",
-    ),
-];
-
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat_templates")
-}
-
-fn is_known_exception(template: &str, conversation: &str) -> bool {
-    KNOWN_EXCEPTIONS
-        .iter()
-        .any(|(t, c, _)| *t == template && c.map_or(true, |c| c == conversation))
 }
 
 #[test]
@@ -50,7 +27,6 @@ fn real_templates_match_python_jinja2() {
     let mut raised = 0;
     let mut skipped = 0;
     let mut failures = Vec::new();
-    let mut seen_exceptions = std::collections::BTreeSet::new();
     for case in fixture["cases"].as_array().unwrap() {
         let name = case["template"].as_str().unwrap();
         let source = std::fs::read_to_string(dir.join(name)).unwrap();
@@ -59,10 +35,6 @@ fn real_templates_match_python_jinja2() {
             skipped += 1;
             continue;
         };
-        if is_known_exception(name, conv_name) {
-            seen_exceptions.insert((name, conv_name));
-            continue;
-        }
         let conv = &convs[conv_name];
         let messages = Message::list_from_json(&conv["messages"]).unwrap();
         let tools = conv.get("tools").filter(|t| !t.is_null());
@@ -101,13 +73,4 @@ fn real_templates_match_python_jinja2() {
     );
     assert!(matched > 500, "{matched}");
     assert!(raised > 0);
-    // Every listed exception must still be needed.
-    for (t, c, why) in KNOWN_EXCEPTIONS {
-        assert!(
-            seen_exceptions
-                .iter()
-                .any(|(st, sc)| st == t && c.map_or(true, |c| c == *sc)),
-            "stale known exception {t} {c:?} ({why})"
-        );
-    }
 }

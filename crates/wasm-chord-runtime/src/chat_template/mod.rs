@@ -31,6 +31,7 @@
 mod builtin;
 mod error;
 mod json;
+mod markup;
 mod message;
 mod python_str;
 mod select;
@@ -159,7 +160,7 @@ impl ChatTemplate {
             });
         }
         let t = Self {
-            source: rewrite_generation_tags(&source),
+            source: markup::rewrite(&rewrite_generation_tags(&source)),
             bos: bos.into(),
             eos: eos.into(),
             limits,
@@ -243,6 +244,7 @@ impl ChatTemplate {
                 Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
             },
         );
+        env.add_function(markup::MARKUP_JOIN, markup::markup_join);
         let now = self.now;
         env.add_function("strftime_now", move |fmt: String| -> String {
             now.map_or_else(DateTime::now, DateTime::from_unix)
