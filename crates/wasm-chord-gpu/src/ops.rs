@@ -123,16 +123,11 @@ impl GpuBackend {
             _ => self.ctx.storage(bytes, "quantized activations")?,
         };
         let pipe = self.simple("quantize", QUANTIZE);
-        let blocks = match mode {
-            0 => n / 32,
-            1 => n / 256,
-            _ => n,
-        } as u64;
-        let (g, tx) = grid64(blocks);
+        let (g, gx) = grid((n as u64).div_ceil(256));
         self.ctx.dispatch(
             "quantize",
             &pipe,
-            &[u32_of("matmul", n)?, mode, tx],
+            &[u32_of("matmul", n)?, mode, gx],
             &[Bind::Buf(&x.buf), Bind::Buf(&buf)],
             g,
         );

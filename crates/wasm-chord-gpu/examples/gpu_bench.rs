@@ -1,0 +1,156 @@
+//! Prompt and generation speed of the WebGPU backend, like llama-bench's
+//! pp512 / tg128, on random-weight models synthesized in memory (same
+//! shapes and types as the real ones, so the same speed).
+//!
+//! ```text
+//! cargo run --release -p wasm-chord-gpu --example gpu_bench -- \
+//!     [--presets gemma3-270m,llama-1b,gemma3:tiny] [--mix q4_k_m] [--pp 512] [--tg 128] [--reps 3] [--profile]
+//! ```
+//! With `--profile` (and an adapter with timestamp queries) a second run
+//! prints the GPU time of every kernel.
+
+use std::sync::Arc;
+use std::time::Instant;
+use wasm_chord_core::gguf::GgufFile;
+use wasm_chord_gpu::GpuBackend;
+use wasm_chord_runtime::synth::{generate, SynthSpec};
+use wasm_chord_runtime::{Logits, Model, Session, SessionConfig};
+
+struct Args {
+    presets: Vec<String>,
+    mix: String,
+    pp: usize,
+    tg: usize,
+    reps: usize,
+    profile: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        presets: vec!["gemma3-270m".into(), "llama-1b".into()],
+        mix: "q4_k_m".into(),
+        pp: 512,
+        tg: 128,
+        reps: 3,
+        profile: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut val = || it.next().unwrap_or_default();
+        match k.as_str() {
+            "--presets" => a.presets = val().split(',').map(String::from).collect(),
+            "--mix" => a.mix = val(),
+            "--pp" => a.pp = val().parse().unwrap_or(512),
+            "--tg" => a.tg = val().parse().unwrap_or(128),
+            "--reps" => a.reps = val().parse().unwrap_or(3),
+            "--profile" => a.profile = true,
+            other => eprintln!("ignoring {other}"),
+        }
+    }
+    a
+}
+
+fn tokens(n: usize, n_vocab: usize, seed: u32) -> Vec<u32> {
+    (0..n as u32)
+        .map(|i| (i.wrapping_mul(7919).wrapping_add(seed) % n_vocab as u32).max(1))
+        .collect()
+}
+
+/// Seconds for a pp-token prompt and for tg single-token steps after it.
+fn run_once(model: &Model<GpuBackend>, pp: usize, tg: usize, seed: u32) -> (f64, f64) {
+    let v = model.n_vocab();
+    let mut s = Session::new(
+        model,
+        SessionConfig {
+            n_ctx: pp + tg + 8,
+            n_batch: pp.max(1),
+        },
+    )
+    .expect("session");
+    let prompt = tokens(pp, v, seed);
+    let t = Instant::now();
+    let logits = s.forward(&prompt, Logits::Last).expect("prompt");
+    let t_pp = t.elapsed().as_secs_f64();
+    let mut next = wasm_chord_core::backend::host_argmax(&logits);
+    let t = Instant::now();
+    for _ in 0..tg {
+        let logits = s.forward(&[next], Logits::Last).expect("token");
+        next = wasm_chord_core::backend::host_argmax(&logits);
+    }
+    (t_pp, t.elapsed().as_secs_f64())
+}
+
+fn print_profile(backend: &GpuBackend, what: &str) {
+    let prof = backend.kernel_profile();
+    let total: f64 = prof.iter().map(|p| p.1).sum();
+    println!("  kernels during {what} (GPU time, {total:.1} ms total):");
+    for (name, ms, n) in prof {
+        println!("    {name:12} {ms:9.2} ms  {n:7} dispatches  {:5.1}%", 100.0 * ms / total.max(1e-9));
+    }
+    backend.reset_profile();
+}
+
+fn main() {
+    let a = args();
+    let backend = Arc::new(GpuBackend::new().expect("a WebGPU adapter"));
+    println!("adapter: {}", backend.adapter_summary());
+    for preset in &a.presets {
+        // `arch:preset` picks an architecture (e.g. `gemma3:tiny`).
+        let (arch, name) = match preset.split_once(':') {
+            Some((arch, name)) => (Some(arch), name),
+            None => (None, preset.as_str()),
+        };
+        let spec = SynthSpec::new(arch, name, &a.mix, 1).expect("preset");
+        let t = Instant::now();
+        let file = Arc::new(GgufFile::from_bytes(generate(&spec).expect("synth")).expect("gguf"));
+        let t_gen = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let model = Model::load(file, backend.clone()).expect("load");
+        let t_load = t.elapsed().as_secs_f64();
+        println!("{preset} {}: synth {t_gen:.1} s, upload {t_load:.2} s", a.mix);
+        // Warm-up (pipeline compilation), then the timed repetitions.
+        run_once(&model, a.pp.min(64), 4, 99);
+        let (c0, s0) = backend.counters();
+        let mut pp = Vec::new();
+        let mut tg = Vec::new();
+        for r in 0..a.reps {
+            let (tp, tt) = run_once(&model, a.pp, a.tg, r as u32);
+            pp.push(a.pp as f64 / tp);
+            tg.push(a.tg as f64 / tt);
+        }
+        let (c1, s1) = backend.counters();
+        let stat = |v: &[f64]| {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+            (m, sd)
+        };
+        let ((pm, ps), (tm, ts)) = (stat(&pp), stat(&tg));
+        println!("  pp{:<4} {pm:10.1} ± {ps:.1} tok/s", a.pp);
+        println!("  tg{:<4} {tm:10.1} ± {ts:.1} tok/s", a.tg);
+        println!(
+            "  {} passes, {} submissions over {} runs",
+            c1 - c0,
+            s1 - s0,
+            a.reps
+        );
+        if a.profile && backend.enable_profiling() {
+            backend.reset_profile();
+            let v = model.n_vocab();
+            let mut s = Session::new(
+                &model,
+                SessionConfig {
+                    n_ctx: a.pp + a.tg + 8,
+                    n_batch: a.pp.max(1),
+                },
+            )
+            .expect("session");
+            s.forward(&tokens(a.pp, v, 7), Logits::Last).expect("prompt");
+            print_profile(&backend, &format!("pp{}", a.pp));
+            for i in 0..a.tg {
+                s.forward(&[(i as u32 * 31 + 5) % v as u32], Logits::Last)
+                    .expect("token");
+            }
+            print_profile(&backend, &format!("tg{}", a.tg));
+        }
+    }
+}
