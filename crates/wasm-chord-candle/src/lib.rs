@@ -1,12 +1,594 @@
 //! # wasm-chord-candle
 //!
-//! The native-GPU backend of wasm-chord, built on `candle-core`. It will
-//! implement the `Backend` contract from `wasm-chord-core` on CUDA (feature
-//! `cuda`), Metal (feature `metal`) and candle's CPU device (always, so that CI
-//! without a GPU tests it). Quantized weights stay quantized on the device
-//! (candle `QTensor`/`QMatMul`); attention over the KV cache, RoPE variants and
-//! GPU-side sampling become candle custom ops with their own kernels.
+//! The native-GPU backend of wasm-chord, built on `candle-core`:
+//! [`CandleBackend`] implements the `Backend` contract of `wasm-chord-core`
+//! on CUDA (feature `cuda`), Metal (feature `metal`) and candle's CPU device
+//! (always, so that CI without a GPU tests it).
 //!
-//! Until then it holds nothing beyond this description; `candle-core` is not
-//! yet a dependency so that the workspace builds quickly.
+//! - **Weights** stay in their GGUF type on the device: quantized matrices
+//!   become candle `QTensor`s built from the file's raw bytes and multiply
+//!   through `QMatMul` (on the CPU device candle quantizes activations to
+//!   Q8 like ggml; on CUDA it runs llama.cpp-derived MMVQ/MMQ kernels). f16
+//!   matrices are kept in f16 on GPUs; vectors (norms, biases) and types
+//!   candle lacks (small tensors only) are expanded to f32 at upload.
+//! - **Fused ops** candle does not have (RMSNorm, RoPE variants, attention
+//!   over the KV cache with GQA, sliding window and soft-capping, gated
+//!   activations, f16 cache writes, argmax) are candle custom ops with a CPU
+//!   implementation and a CUDA kernel (PTX compiled by `build.rs` with
+//!   `nvcc`). Metal has no custom kernels yet: on Metal these ops return an
+//!   error naming the op (see `docs/candle.md`).
+//! - **Buffers** are 1-D f32 tensors on the device; an op replaces its
+//!   output tensor rather than writing into it, except KV-cache row writes,
+//!   which update the cache in place.
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod ops;
+mod weight;
+
+use candle_core::{DType, Device, Tensor};
+use std::sync::{Arc, Mutex};
+use wasm_chord_core::backend::{
+    AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, TensorBytes,
+};
+use wasm_chord_core::gguf::TensorInfo;
+
+pub use weight::{CandleWeight, MATMUL_TYPES};
+
+/// Which candle device a [`CandleBackend`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandleDevice {
+    /// candle's CPU device (always available).
+    Cpu,
+    /// A CUDA GPU by ordinal (feature `cuda`).
+    Cuda(usize),
+    /// A Metal GPU by index (feature `metal`).
+    Metal(usize),
+}
+
+/// The Candle backend.
+#[derive(Debug, Clone)]
+pub struct CandleBackend {
+    device: Device,
+    kind: CandleDevice,
+    small: Arc<Mutex<SmallTensors>>,
+}
+
+/// Recently uploaded small index vectors (positions, cache slots, RoPE
+/// frequency factors), keyed by content: every layer of a batch uses the
+/// same ones, so each is uploaded once per batch instead of once per op.
+#[derive(Debug, Default)]
+struct SmallTensors {
+    entries: Vec<(DType, Vec<u32>, Tensor)>,
+}
+
+const SMALL_TENSORS: usize = 8;
+
+/// Activations on a candle device: a 1-D f32 tensor.
+#[derive(Debug, Clone)]
+pub struct CandleBuffer(Tensor);
+
+impl CandleBuffer {
+    /// The underlying tensor.
+    pub fn tensor(&self) -> &Tensor {
+        &self.0
+    }
+}
+
+pub(crate) fn shape(op: &'static str, detail: String) -> BackendError {
+    BackendError::Shape { op, detail }
+}
+
+/// A candle error as a backend error. The contract has no variant for a
+/// device failure, so it is reported as a failed operation with candle's
+/// message (out-of-memory is recognized).
+pub(crate) fn candle_err(op: &'static str, e: candle_core::Error) -> BackendError {
+    let msg = e.to_string();
+    if msg.contains("OUT_OF_MEMORY") || msg.contains("out of memory") {
+        return BackendError::OutOfMemory { bytes: 0 };
+    }
+    shape(op, format!("candle: {msg}"))
+}
+
+fn need(op: &'static str, what: &str, have: usize, need: usize) -> Result<()> {
+    if have < need {
+        return Err(shape(op, format!("{what} has {have} values, needs {need}")));
+    }
+    Ok(())
+}
+
+impl CandleBackend {
+    /// A backend on `dev`: [`BackendError::NotAvailable`] when its feature
+    /// is not compiled in or no such device is present.
+    pub fn new(dev: CandleDevice) -> Result<Self> {
+        let device = match dev {
+            CandleDevice::Cpu => Device::Cpu,
+            CandleDevice::Cuda(i) => cuda_device(i)?,
+            CandleDevice::Metal(i) => metal_device(i)?,
+        };
+        Ok(Self {
+            device,
+            kind: dev,
+            small: Arc::default(),
+        })
+    }
+
+    /// A device tensor of `bits` (u32 values, or f32 bit patterns when
+    /// `dtype` is F32), from the cache of recent uploads when it is there.
+    fn small(&self, op: &'static str, bits: &[u32], dtype: DType) -> Result<Tensor> {
+        let mut cache = self
+            .small
+            .lock()
+            .map_err(|_| shape(op, "small-tensor cache poisoned".into()))?;
+        if let Some(i) = cache
+            .entries
+            .iter()
+            .position(|(d, b, _)| *d == dtype && b.as_slice() == bits)
+        {
+            let e = cache.entries.remove(i);
+            let t = e.2.clone();
+            cache.entries.insert(0, e);
+            return Ok(t);
+        }
+        let n = bits.len().max(1);
+        let t = if dtype == DType::F32 {
+            let v: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+            let v = if v.is_empty() { vec![0.0] } else { v };
+            Tensor::from_vec(v, n, &self.device)
+        } else {
+            let v = if bits.is_empty() {
+                vec![0]
+            } else {
+                bits.to_vec()
+            };
+            Tensor::from_vec(v, n, &self.device)
+        };
+        let t = self.op(op, t)?;
+        cache.entries.insert(0, (dtype, bits.to_vec(), t.clone()));
+        cache.entries.truncate(SMALL_TENSORS);
+        Ok(t)
+    }
+
+    /// The candle device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Which device this is.
+    pub fn kind(&self) -> CandleDevice {
+        self.kind
+    }
+
+    /// One line describing the device, for logs and `--verbose` output.
+    pub fn device_summary(&self) -> String {
+        match self.kind {
+            CandleDevice::Cpu => format!(
+                "candle CPU device ({} threads{})",
+                rayon::current_num_threads(),
+                if candle_core::utils::with_avx() {
+                    ", AVX"
+                } else {
+                    ""
+                }
+            ),
+            CandleDevice::Cuda(i) => format!("candle CUDA device {i}{}", cuda_name(&self.device)),
+            CandleDevice::Metal(i) => format!("candle Metal device {i}"),
+        }
+    }
+
+    fn op<T>(&self, op: &'static str, r: candle_core::Result<T>) -> Result<T> {
+        r.map_err(|e| candle_err(op, e))
+    }
+
+    /// Makes `out` hold `t` (a 1-D tensor of at most `out`'s length) in its
+    /// first values, keeping the rest of `out`.
+    fn set_prefix(&self, op: &'static str, out: &mut CandleBuffer, t: Tensor) -> Result<()> {
+        let (have, len) = (out.0.elem_count(), t.elem_count());
+        need(op, "out", have, len)?;
+        out.0 = if have == len {
+            t
+        } else {
+            let tail = self.op(op, out.0.narrow(0, len, have - len))?;
+            self.op(op, Tensor::cat(&[&t, &tail], 0))?
+        };
+        Ok(())
+    }
+
+    /// The first `n` values of `b` (no copy).
+    fn head(&self, op: &'static str, b: &CandleBuffer, what: &str, n: usize) -> Result<Tensor> {
+        need(op, what, b.0.elem_count(), n)?;
+        self.op(op, b.0.narrow(0, 0, n))
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(i: usize) -> Result<Device> {
+    Device::new_cuda(i).map_err(|e| BackendError::NotAvailable {
+        backend: "cuda",
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(_: usize) -> Result<Device> {
+    Err(BackendError::NotAvailable {
+        backend: "cuda",
+        reason: "wasm-chord-candle was built without the `cuda` feature".into(),
+    })
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_name(d: &Device) -> String {
+    match d.as_cuda_device() {
+        Ok(c) => match c.cuda_stream().context().name() {
+            Ok(n) => format!(" ({n})"),
+            Err(_) => String::new(),
+        },
+        Err(_) => String::new(),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_name(_: &Device) -> String {
+    String::new()
+}
+
+#[cfg(feature = "metal")]
+fn metal_device(i: usize) -> Result<Device> {
+    Device::new_metal(i).map_err(|e| BackendError::NotAvailable {
+        backend: "metal",
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(not(feature = "metal"))]
+fn metal_device(_: usize) -> Result<Device> {
+    Err(BackendError::NotAvailable {
+        backend: "metal",
+        reason: "wasm-chord-candle was built without the `metal` feature".into(),
+    })
+}
+
+impl Backend for CandleBackend {
+    type Buffer = CandleBuffer;
+    type Weight = CandleWeight;
+
+    fn name(&self) -> &'static str {
+        match self.kind {
+            CandleDevice::Cpu => "candle-cpu",
+            CandleDevice::Cuda(_) => "cuda",
+            CandleDevice::Metal(_) => "metal",
+        }
+    }
+
+    fn caps(&self) -> Caps {
+        Caps {
+            f16: !self.device.is_cpu(),
+            subgroups: self.device.is_cuda(),
+            max_buffer_bytes: isize::MAX as u64,
+            matmul_types: MATMUL_TYPES.to_vec(),
+            device_top_k: false,
+        }
+    }
+
+    fn upload_weight(&self, info: &TensorInfo, data: TensorBytes) -> Result<CandleWeight> {
+        weight::upload(self.name(), &self.device, info, data)
+    }
+
+    fn alloc(&self, len: usize) -> Result<CandleBuffer> {
+        let t = self.op("alloc", Tensor::zeros(len, DType::F32, &self.device))?;
+        Ok(CandleBuffer(t))
+    }
+
+    fn upload(&self, data: &[f32]) -> Result<CandleBuffer> {
+        let t = self.op("upload", Tensor::from_slice(data, data.len(), &self.device))?;
+        Ok(CandleBuffer(t))
+    }
+
+    fn download(&self, buf: &CandleBuffer, out: &mut [f32]) -> Result<()> {
+        let t = self.head("download", buf, "buffer", out.len())?;
+        let v: Vec<f32> = self.op("download", t.to_vec1())?;
+        out.copy_from_slice(&v);
+        Ok(())
+    }
+
+    fn len(&self, buf: &CandleBuffer) -> usize {
+        buf.0.elem_count()
+    }
+
+    fn embed(
+        &self,
+        table: &CandleWeight,
+        tokens: &[u32],
+        scale: f32,
+        out: &mut CandleBuffer,
+    ) -> Result<()> {
+        let op = "embed";
+        let cols = table.cols;
+        let row_bytes = table
+            .ty
+            .row_bytes(cols as u64)
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or_else(|| shape(op, format!("row of {cols} values")))?;
+        let bytes = table.host.as_slice();
+        let mut host = vec![0.0f32; tokens.len() * cols];
+        for (&id, row) in tokens.iter().zip(host.chunks_exact_mut(cols)) {
+            let r = id as usize;
+            if r >= table.rows {
+                return Err(BackendError::TokenOutOfRange {
+                    id,
+                    n_vocab: table.rows,
+                });
+            }
+            let src = bytes
+                .get(r * row_bytes..(r + 1) * row_bytes)
+                .ok_or_else(|| shape(op, format!("row {r} outside the table")))?;
+            wasm_chord_core::quant::dequantize(table.ty, src, row)?;
+            if scale != 1.0 {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+        let t = self.op(
+            op,
+            Tensor::from_vec(host, tokens.len() * cols, &self.device),
+        )?;
+        self.set_prefix(op, out, t)
+    }
+
+    fn matmul(
+        &self,
+        w: &CandleWeight,
+        x: &CandleBuffer,
+        n_tokens: usize,
+        out: &mut CandleBuffer,
+    ) -> Result<()> {
+        let op = "matmul";
+        let xs = self.head(op, x, "x", n_tokens * w.cols)?;
+        need(op, "out", out.0.elem_count(), n_tokens * w.rows)?;
+        let y = self.op(
+            op,
+            xs.reshape((n_tokens, w.cols))
+                .and_then(|xs| w.forward(&xs))
+                .and_then(|y| y.flatten_all()),
+        )?;
+        self.set_prefix(op, out, y)
+    }
+
+    fn add_bias(&self, x: &mut CandleBuffer, bias: &CandleWeight, n_rows: usize) -> Result<()> {
+        let op = "add_bias";
+        let b = bias.vector(self.name(), op)?;
+        let n = b.elem_count();
+        let xs = self.head(op, x, "x", n_rows * n)?;
+        let y = self.op(
+            op,
+            xs.reshape((n_rows, n))
+                .and_then(|xs| xs.broadcast_add(b))
+                .and_then(|y| y.flatten_all()),
+        )?;
+        self.set_prefix(op, x, y)
+    }
+
+    fn rms_norm(
+        &self,
+        x: &CandleBuffer,
+        weight: &CandleWeight,
+        eps: f32,
+        n_rows: usize,
+        dim: usize,
+        out: &mut CandleBuffer,
+    ) -> Result<()> {
+        let op = "rms_norm";
+        let w = weight.vector(self.name(), op)?;
+        if w.elem_count() != dim {
+            return Err(shape(op, format!("weight {} != dim {dim}", w.elem_count())));
+        }
+        let xs = self.head(op, x, "x", n_rows * dim)?;
+        need(op, "out", out.0.elem_count(), n_rows * dim)?;
+        let y = self.op(
+            op,
+            xs.apply_op2_no_bwd(w, &ops::RmsNorm { n_rows, dim, eps }),
+        )?;
+        self.set_prefix(op, out, y)
+    }
+
+    fn rope(
+        &self,
+        x: &mut CandleBuffer,
+        positions: &[u32],
+        n_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+    ) -> Result<()> {
+        let op = "rope";
+        let n = positions.len() * n_heads * head_dim;
+        if params.n_rot > head_dim || params.n_rot % 2 != 0 {
+            return Err(shape(
+                op,
+                format!("n_rot {} vs head_dim {head_dim}", params.n_rot),
+            ));
+        }
+        let half = params.n_rot / 2;
+        let ff: Vec<f32> = match params.freq_factors {
+            Some(f) => {
+                need(op, "freq_factors", f.len(), half)?;
+                f[..half].to_vec()
+            }
+            None => vec![1.0; half.max(1)],
+        };
+        let xs = self.head(op, x, "x", n)?;
+        let pos = self.small(op, positions, DType::U32)?;
+        let ff_bits: Vec<u32> = ff.iter().map(|v| v.to_bits()).collect();
+        let ff = self.small(op, &ff_bits, DType::F32)?;
+        let r = ops::Rope {
+            n_tok: positions.len(),
+            n_heads,
+            head_dim,
+            n_rot: params.n_rot,
+            kind: params.kind,
+            freq_base: params.freq_base,
+            freq_scale: params.freq_scale,
+        };
+        let y = self.op(op, xs.apply_op3_no_bwd(&pos, &ff, &r))?;
+        self.set_prefix(op, x, y)
+    }
+
+    fn add(&self, a: &mut CandleBuffer, b: &CandleBuffer, n: usize) -> Result<()> {
+        let op = "add";
+        let (x, y) = (self.head(op, a, "a", n)?, self.head(op, b, "b", n)?);
+        let s = self.op(op, x + y)?;
+        self.set_prefix(op, a, s)
+    }
+
+    fn glu(
+        &self,
+        kind: GluKind,
+        gate: &CandleBuffer,
+        up: &CandleBuffer,
+        n: usize,
+        out: &mut CandleBuffer,
+    ) -> Result<()> {
+        let op = "glu";
+        let (g, u) = (self.head(op, gate, "gate", n)?, self.head(op, up, "up", n)?);
+        need(op, "out", out.0.elem_count(), n)?;
+        let y = self.op(op, g.apply_op2_no_bwd(&u, &ops::Glu { kind, n }))?;
+        self.set_prefix(op, out, y)
+    }
+
+    fn write_rows(
+        &self,
+        dst: &mut CandleBuffer,
+        src: &CandleBuffer,
+        rows: &[usize],
+        width: usize,
+    ) -> Result<()> {
+        let op = "write_rows";
+        let rows: Vec<u32> = rows
+            .iter()
+            .map(|&r| u32::try_from(r).map_err(|_| shape(op, format!("row {r} too large"))))
+            .collect::<Result<_>>()?;
+        let s = self.head(op, src, "src", rows.len() * width)?;
+        let dev_rows = self.small(op, &rows, DType::U32)?;
+        let w = ops::WriteRows {
+            rows,
+            width,
+            dev_rows,
+        };
+        self.op(op, dst.0.inplace_op2(&s, &w))
+    }
+
+    fn attention(
+        &self,
+        q: &CandleBuffer,
+        k: &CandleBuffer,
+        v: &CandleBuffer,
+        params: &AttentionParams<'_>,
+        out: &mut CandleBuffer,
+    ) -> Result<()> {
+        let op = "attention";
+        let (nh, nkv, hd) = (params.n_heads, params.n_kv_heads, params.head_dim);
+        if nkv == 0 || nh % nkv != 0 {
+            return Err(shape(op, format!("{nh} heads over {nkv} kv heads")));
+        }
+        let n_tok = params.query_positions.len();
+        let n_slots = params.cache_positions.len();
+        let qs = self.head(op, q, "q", n_tok * nh * hd)?;
+        let ks = self.head(op, k, "k", n_slots * nkv * hd)?;
+        let vs = self.head(op, v, "v", n_slots * nkv * hd)?;
+        need(op, "out", out.0.elem_count(), n_tok * nh * hd)?;
+        let cache_positions = params
+            .cache_positions
+            .iter()
+            .map(|p| match p {
+                None => Ok(-1),
+                Some(p) => i32::try_from(*p).map_err(|_| shape(op, format!("position {p}"))),
+            })
+            .collect::<Result<Vec<i32>>>()?;
+        let kbits: Vec<u32> = cache_positions.iter().map(|&p| p as u32).collect();
+        let dev_positions = (
+            self.small(op, params.query_positions, DType::U32)?,
+            self.small(op, &kbits, DType::U32)?,
+        );
+        let a = ops::Attention {
+            dev_positions,
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: hd,
+            scale: params.scale,
+            softcap: params.softcap,
+            window: params.window,
+            query_positions: params.query_positions.to_vec(),
+            cache_positions,
+        };
+        let y = self.op(op, qs.apply_op3_no_bwd(&ks, &vs, &a))?;
+        self.set_prefix(op, out, y)
+    }
+
+    fn softcap(&self, x: &mut CandleBuffer, cap: f32, n: usize) -> Result<()> {
+        let op = "softcap";
+        let xs = self.head(op, x, "x", n)?;
+        let y = self.op(
+            op,
+            xs.affine(f64::from(1.0 / cap), 0.0)
+                .and_then(|t| t.tanh())
+                .and_then(|t| t.affine(f64::from(cap), 0.0)),
+        )?;
+        self.set_prefix(op, x, y)
+    }
+
+    fn scale(&self, x: &mut CandleBuffer, s: f32, n: usize) -> Result<()> {
+        let op = "scale";
+        let xs = self.head(op, x, "x", n)?;
+        let y = self.op(op, xs.affine(f64::from(s), 0.0))?;
+        self.set_prefix(op, x, y)
+    }
+
+    fn copy_rows(
+        &self,
+        x: &CandleBuffer,
+        start: usize,
+        n_rows: usize,
+        width: usize,
+    ) -> Result<CandleBuffer> {
+        let op = "copy_rows";
+        let end = start
+            .checked_add(n_rows)
+            .and_then(|r| r.checked_mul(width))
+            .ok_or_else(|| shape(op, format!("rows {start}+{n_rows} of width {width}")))?;
+        need(op, "x", x.0.elem_count(), end)?;
+        let t = self.op(
+            op,
+            x.0.narrow(0, start * width, n_rows * width)
+                .and_then(|t| t.copy()),
+        )?;
+        Ok(CandleBuffer(t))
+    }
+
+    fn argmax(&self, x: &CandleBuffer, n: usize) -> Result<u32> {
+        let op = "argmax";
+        let xs = self.head(op, x, "x", n)?;
+        let i = self.op(op, xs.apply_op1_no_bwd(&ops::Argmax { n }))?;
+        let v: Vec<u32> = self.op(op, i.to_vec1())?;
+        v.first()
+            .copied()
+            .ok_or_else(|| shape(op, "empty result".into()))
+    }
+
+    fn top_k(&self, x: &CandleBuffer, n: usize, k: usize) -> Result<Vec<(u32, f32)>> {
+        let mut host = vec![0.0; n];
+        self.download(x, &mut host)?;
+        let mut idx: Vec<(u32, f32)> = host
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_nan())
+            .map(|(i, &v)| (i as u32, v))
+            .collect();
+        let k = k.min(idx.len());
+        let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if k < idx.len() && k > 0 {
+            idx.select_nth_unstable_by(k - 1, cmp);
+        }
+        idx.truncate(k);
+        idx.sort_by(cmp);
+        Ok(idx)
+    }
+}

@@ -1,0 +1,260 @@
+//! CUDA launches of the custom ops (kernels in `kernels.cu`, PTX built by
+//! `build.rs`).
+
+use super::{Argmax, Attention, Glu, RmsNorm, Rope, WriteRows};
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDevice, WrapErr};
+use candle_core::{CudaStorage, Layout, Result, Shape};
+use wasm_chord_core::backend::{GluKind, RopeKind};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/wc_kernels.ptx"));
+const MODULE: &str = "wasm_chord_candle";
+
+fn func(dev: &CudaDevice, name: &str) -> Result<candle_core::cuda_backend::CudaFunc> {
+    dev.get_or_load_custom_func(name, MODULE, PTX)
+}
+
+/// The f32 elements of a contiguous tensor, from its offset.
+fn view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("expected a contiguous tensor");
+    };
+    Ok(s.as_cuda_slice::<f32>()?.slice(a..b))
+}
+
+fn view_u32<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, u32>> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("expected a contiguous tensor");
+    };
+    Ok(s.as_cuda_slice::<u32>()?.slice(a..b))
+}
+
+fn cuda_storage(s: &candle_core::Storage) -> Result<&CudaStorage> {
+    match s {
+        candle_core::Storage::Cuda(c) => Ok(c),
+        _ => candle_core::bail!("expected a CUDA tensor"),
+    }
+}
+
+fn alloc(dev: &CudaDevice, n: usize) -> Result<CudaSlice<f32>> {
+    // SAFETY: every element is written by the kernel that follows.
+    unsafe { dev.alloc::<f32>(n.max(1)) }
+}
+
+fn grid(n: usize, block: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((n as u32).div_ceil(block).max(1), 1, 1),
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn i32_arg(v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("{v} exceeds i32")))
+}
+
+pub(crate) fn rms_norm(
+    p: &RmsNorm,
+    x: &CudaStorage,
+    lx: &Layout,
+    w: &CudaStorage,
+    lw: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &x.device;
+    let n = p.n_rows * p.dim;
+    let (xv, wv) = (view(x, lx)?, view(w, lw)?);
+    let out = alloc(dev, n)?;
+    if p.n_rows > 0 {
+        let f = func(dev, "wc_rms_norm")?;
+        let mut b = f.builder();
+        let dim = i32_arg(p.dim)?;
+        b.arg(&xv).arg(&wv).arg(&out).arg(&dim).arg(&p.eps);
+        let block = if p.dim >= 1024 { 1024 } else { 256 };
+        let cfg = LaunchConfig {
+            grid_dim: (p.n_rows as u32, 1, 1),
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the kernel reads n_rows·dim values of x (checked by the
+        // caller), dim of w, and writes n_rows·dim values of out.
+        unsafe { b.launch(cfg) }.w()?;
+    }
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        Shape::from(n),
+    ))
+}
+
+pub(crate) fn rope(
+    p: &Rope,
+    x: &CudaStorage,
+    lx: &Layout,
+    pos: &CudaStorage,
+    lp: &Layout,
+    ff: &CudaStorage,
+    lf: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &x.device;
+    let n = p.n_tok * p.n_heads * p.head_dim;
+    let (xv, pv, fv) = (view(x, lx)?, view_u32(pos, lp)?, view(ff, lf)?);
+    let out = alloc(dev, n)?;
+    let pairs = n / 2;
+    if pairs > 0 {
+        let f = func(dev, "wc_rope")?;
+        let mut b = f.builder();
+        let (nt, nh, hd, nr) = (
+            i32_arg(p.n_tok)?,
+            i32_arg(p.n_heads)?,
+            i32_arg(p.head_dim)?,
+            i32_arg(p.n_rot)?,
+        );
+        let neox = i32::from(p.kind == RopeKind::Neox);
+        let theta_scale = p.freq_base.powf(-2.0 / p.n_rot as f32);
+        b.arg(&xv).arg(&out).arg(&pv).arg(&fv);
+        b.arg(&nt).arg(&nh).arg(&hd).arg(&nr).arg(&neox);
+        b.arg(&theta_scale).arg(&p.freq_scale);
+        // SAFETY: one thread per value pair of the n values of x and out;
+        // positions and frequency factors were length-checked by the caller.
+        unsafe { b.launch(grid(pairs, 256)) }.w()?;
+    }
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        Shape::from(n),
+    ))
+}
+
+pub(crate) fn attention(
+    p: &Attention,
+    q: &CudaStorage,
+    lq: &Layout,
+    k: &CudaStorage,
+    lk: &Layout,
+    v: &CudaStorage,
+    lv: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &q.device;
+    let n_tok = p.query_positions.len();
+    let n_slots = p.cache_positions.len();
+    let n = n_tok * p.q_width();
+    let (qv, kv, vv) = (view(q, lq)?, view(k, lk)?, view(v, lv)?);
+    let out = alloc(dev, n)?;
+    if n_tok == 0 {
+        return Ok((
+            CudaStorage::wrap_cuda_slice(out, dev.clone()),
+            Shape::from(n),
+        ));
+    }
+    let (qs, ql) = p.dev_positions.0.storage_and_layout();
+    let (ks, kl) = p.dev_positions.1.storage_and_layout();
+    let qpos = view_u32(cuda_storage(&qs)?, ql)?;
+    let kpos = view_u32(cuda_storage(&ks)?, kl)?;
+    let scores = alloc(dev, n_tok * p.n_heads * n_slots)?;
+    let f = func(dev, "wc_attention")?;
+    let mut b = f.builder();
+    let (nh, nkv, hd, ns) = (
+        i32_arg(p.n_heads)?,
+        i32_arg(p.n_kv_heads)?,
+        i32_arg(p.head_dim)?,
+        i32_arg(n_slots)?,
+    );
+    let softcap = p.softcap.unwrap_or(0.0);
+    let window = match p.window {
+        Some(w) => i32::try_from(w).unwrap_or(i32::MAX),
+        None => 0,
+    };
+    b.arg(&qv).arg(&kv).arg(&vv).arg(&out).arg(&scores);
+    b.arg(&qpos).arg(&kpos);
+    b.arg(&nh).arg(&nkv).arg(&hd).arg(&ns);
+    b.arg(&p.scale).arg(&softcap).arg(&window);
+    let cfg = LaunchConfig {
+        grid_dim: ((n_tok * p.n_heads) as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: (p.head_dim * 4) as u32,
+    };
+    // SAFETY: sizes of q, k, v were checked against the positions by the
+    // caller; the scratch holds n_slots scores per (token, head).
+    unsafe { b.launch(cfg) }.w()?;
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        Shape::from(n),
+    ))
+}
+
+pub(crate) fn glu(
+    p: &Glu,
+    g: &CudaStorage,
+    lg: &Layout,
+    u: &CudaStorage,
+    lu: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &g.device;
+    let (gv, uv) = (view(g, lg)?, view(u, lu)?);
+    if gv.len() < p.n || uv.len() < p.n {
+        candle_core::bail!("glu: inputs shorter than {}", p.n);
+    }
+    let out = alloc(dev, p.n)?;
+    if p.n > 0 {
+        let f = func(dev, "wc_glu")?;
+        let mut b = f.builder();
+        let n = i32_arg(p.n)?;
+        let kind = i32::from(p.kind == GluKind::GeluTanh);
+        b.arg(&gv).arg(&uv).arg(&out).arg(&n).arg(&kind);
+        // SAFETY: one thread per value; both inputs hold at least n values.
+        unsafe { b.launch(grid(p.n, 256)) }.w()?;
+    }
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        Shape::from(p.n),
+    ))
+}
+
+pub(crate) fn write_rows(
+    p: &WriteRows,
+    dst: &mut CudaStorage,
+    ld: &Layout,
+    src: &CudaStorage,
+    ls: &Layout,
+) -> Result<()> {
+    let dev = dst.device.clone();
+    let n = p.rows.len() * p.width;
+    if n == 0 {
+        return Ok(());
+    }
+    let sv = view(src, ls)?;
+    let (rs, rl) = p.dev_rows.storage_and_layout();
+    let rows = view_u32(cuda_storage(&rs)?, rl)?;
+    let Some((a, b_end)) = ld.contiguous_offsets() else {
+        candle_core::bail!("write_rows: destination is not contiguous");
+    };
+    let mut dv = dst.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
+    let f = func(&dev, "wc_write_rows")?;
+    let mut b = f.builder();
+    let (nr, w) = (i32_arg(p.rows.len())?, i32_arg(p.width)?);
+    b.arg(&mut dv).arg(&sv).arg(&rows).arg(&nr).arg(&w);
+    // SAFETY: every destination row index was checked against the
+    // destination length by the caller; src holds rows·width values.
+    unsafe { b.launch(grid(n, 256)) }.w()?;
+    Ok(())
+}
+
+pub(crate) fn argmax(p: &Argmax, x: &CudaStorage, lx: &Layout) -> Result<(CudaStorage, Shape)> {
+    let dev = &x.device;
+    let xv = view(x, lx)?;
+    // SAFETY: the kernel writes the single element.
+    let out = unsafe { dev.alloc::<u32>(1) }?;
+    let f = func(dev, "wc_argmax")?;
+    let mut b = f.builder();
+    let n = i32_arg(p.n)?;
+    b.arg(&xv).arg(&n).arg(&out);
+    let cfg = LaunchConfig {
+        grid_dim: (1, 1, 1),
+        block_dim: (1024, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: reads n values of x (checked by the caller), writes one u32.
+    unsafe { b.launch(cfg) }.w()?;
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        Shape::from(1),
+    ))
+}
