@@ -85,7 +85,10 @@ fn print_profile(backend: &GpuBackend, what: &str) {
     let total: f64 = prof.iter().map(|p| p.1).sum();
     println!("  kernels during {what} (GPU time, {total:.1} ms total):");
     for (name, ms, n) in prof {
-        println!("    {name:12} {ms:9.2} ms  {n:7} dispatches  {:5.1}%", 100.0 * ms / total.max(1e-9));
+        println!(
+            "    {name:12} {ms:9.2} ms  {n:7} dispatches  {:5.1}%",
+            100.0 * ms / total.max(1e-9)
+        );
     }
     backend.reset_profile();
 }
@@ -107,7 +110,10 @@ fn main() {
         let t = Instant::now();
         let model = Model::load(file, backend.clone()).expect("load");
         let t_load = t.elapsed().as_secs_f64();
-        println!("{preset} {}: synth {t_gen:.1} s, upload {t_load:.2} s", a.mix);
+        println!(
+            "{preset} {}: synth {t_gen:.1} s, upload {t_load:.2} s",
+            a.mix
+        );
         // Warm-up (pipeline compilation), then the timed repetitions.
         run_once(&model, a.pp.min(64), 4, 99);
         let (c0, s0) = backend.counters();
@@ -144,7 +150,8 @@ fn main() {
                 },
             )
             .expect("session");
-            s.forward(&tokens(a.pp, v, 7), Logits::Last).expect("prompt");
+            s.forward(&tokens(a.pp, v, 7), Logits::Last)
+                .expect("prompt");
             print_profile(&backend, &format!("pp{}", a.pp));
             for i in 0..a.tg {
                 s.forward(&[(i as u32 * 31 + 5) % v as u32], Logits::Last)

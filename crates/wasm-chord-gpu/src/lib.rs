@@ -76,6 +76,8 @@ pub struct GpuBackend {
     /// Largest weight part in bytes (the storage binding limit, or less).
     max_part: u64,
     quantized: Mutex<HashMap<u32, Quantized>>,
+    /// Scratch buffers by name (attention partials).
+    scratch: Mutex<HashMap<&'static str, wgpu::Buffer>>,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -128,6 +130,7 @@ impl GpuBackend {
             ctx: Arc::new(Ctx::new(device, queue, limits, info, features)),
             max_part,
             quantized: Mutex::new(HashMap::new()),
+            scratch: Mutex::new(HashMap::new()),
         })
     }
 

@@ -21,7 +21,13 @@ const ADD_BIAS: &str = include_str!("shaders/add_bias.wgsl");
 const MAP: &str = include_str!("shaders/map.wgsl");
 const GLU: &str = include_str!("shaders/glu.wgsl");
 const WRITE_ROWS: &str = include_str!("shaders/write_rows.wgsl");
-const ATTENTION: &str = include_str!("shaders/attention.wgsl");
+const ATTN_COMMON: &str = include_str!("shaders/attn_common.wgsl");
+const ATTN_STATS: &str = include_str!("shaders/attn_stats.wgsl");
+const ATTN_PV: &str = include_str!("shaders/attn_pv.wgsl");
+const ATTN_REDUCE: &str = include_str!("shaders/attn_reduce.wgsl");
+/// Workgroups an attention call aims for: the cache rows are split into
+/// ranges until (token, head) pairs × ranges reach it.
+const ATTN_TARGET_GROUPS: usize = 1024;
 const TOP_K: &str = include_str!("shaders/top_k.wgsl");
 
 /// Most tokens the matrix-vector kernel takes at once; longer batches use
@@ -484,8 +490,11 @@ impl GpuBackend {
                 format!("{nh} heads over {nkv} kv heads"),
             ));
         }
-        if hd == 0 || hd > 256 {
-            return Err(shape("attention", format!("head_dim {hd} (at most 256)")));
+        if hd == 0 || hd > 256 || hd % 4 != 0 {
+            return Err(shape(
+                "attention",
+                format!("head_dim {hd} (a multiple of 4, at most 256)"),
+            ));
         }
         let n_tok = p.query_positions.len();
         let n_slots = p.cache_positions.len();
@@ -501,33 +510,99 @@ impl GpuBackend {
             .iter()
             .map(|s| s.unwrap_or(u32::MAX))
             .collect();
-        let (g, gx) = grid((n_tok * nh) as u64);
-        let pipe = self.simple("attention", ATTENTION);
+        let items = n_tok * nh;
+        // Rows per range: a multiple of 64, so that enough workgroups run.
+        let want = ATTN_TARGET_GROUPS.div_ceil(items).max(1);
+        let per = n_slots.div_ceil(want).div_ceil(64).max(1) * 64;
+        let splits = n_slots.div_ceil(per).max(1);
+        if items as u64 > MAX_GROUPS * MAX_GROUPS {
+            return Err(shape("attention", format!("{items} token heads")));
+        }
+        let g = (
+            splits as u32,
+            items.min(MAX_GROUPS as usize) as u32,
+            items.div_ceil(MAX_GROUPS as usize) as u32,
+        );
+        let params = [
+            u32_of("attention", n_tok)?,
+            u32_of("attention", nh)?,
+            u32_of("attention", nkv)?,
+            u32_of("attention", hd)?,
+            u32_of("attention", n_slots)?,
+            p.scale.to_bits(),
+            p.softcap.unwrap_or(0.0).to_bits(),
+            p.window.unwrap_or(0),
+            splits as u32,
+            u32_of("attention", per)?,
+        ];
+        let stats = self.scratch("attn_stats", (items * splits * 8) as u64)?;
+        let pipe = self
+            .ctx
+            .pipeline("attn_stats", || format!("{ATTN_COMMON}\n{ATTN_STATS}"));
         self.ctx.dispatch(
-            "attention",
+            "attn_stats",
             &pipe,
+            &params,
             &[
-                u32_of("attention", n_tok)?,
-                u32_of("attention", nh)?,
-                u32_of("attention", nkv)?,
-                u32_of("attention", hd)?,
-                u32_of("attention", n_slots)?,
-                p.scale.to_bits(),
-                p.softcap.unwrap_or(0.0).to_bits(),
-                p.window.unwrap_or(0),
-                gx,
+                Bind::Buf(&q.buf),
+                Bind::Buf(&k.buf),
+                Bind::Data(p.query_positions),
+                Bind::Data(&kpos),
+                Bind::Buf(&stats),
             ],
+            g,
+        );
+        let part = if splits == 1 {
+            out.buf.clone()
+        } else {
+            self.scratch("attn_part", (items * splits * hd * 4) as u64)?
+        };
+        let pipe = self
+            .ctx
+            .pipeline("attn_pv", || format!("{ATTN_COMMON}\n{ATTN_PV}"));
+        self.ctx.dispatch(
+            "attn_pv",
+            &pipe,
+            &params,
             &[
                 Bind::Buf(&q.buf),
                 Bind::Buf(&k.buf),
                 Bind::Buf(&v.buf),
-                Bind::Buf(&out.buf),
                 Bind::Data(p.query_positions),
                 Bind::Data(&kpos),
+                Bind::Buf(&stats),
+                Bind::Buf(&part),
             ],
             g,
         );
+        if splits > 1 {
+            let n = items * hd;
+            let (g, tx) = grid64(n as u64);
+            let pipe = self.simple("attn_reduce", ATTN_REDUCE);
+            self.ctx.dispatch(
+                "attn_reduce",
+                &pipe,
+                &[u32_of("attention", n)?, tx, hd as u32, splits as u32],
+                &[Bind::Buf(&part), Bind::Buf(&out.buf)],
+                g,
+            );
+        }
         Ok(())
+    }
+
+    /// A device buffer of at least `bytes` kept under `name` for reuse by
+    /// later ops (they run in order, so one op's scratch is free again when
+    /// the next one starts).
+    fn scratch(&self, name: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+        let mut map = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = map.get(name) {
+            if b.size() >= bytes {
+                return Ok(b.clone());
+            }
+        }
+        let b = self.ctx.storage(bytes.next_power_of_two(), name)?;
+        map.insert(name, b.clone());
+        Ok(b)
     }
 
     /// Device top-k: rounds of the chunked selection kernel until one chunk
