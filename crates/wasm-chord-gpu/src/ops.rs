@@ -175,8 +175,20 @@ impl GpuBackend {
         } else {
             ("matvec", MATVEC)
         };
-        let key = format!("{kind}_{ty_name}");
-        let pipe = self.ctx.pipeline(&key, || with_deq(body, ty_name));
+        // Threads per row of the matrix-vector kernel, by row length.
+        let tpr = match w.cols / 4 {
+            0..=256 => 16,
+            257..=2048 => 64,
+            _ => 256,
+        };
+        let key = if tiled {
+            format!("{kind}_{ty_name}")
+        } else {
+            format!("{kind}_{ty_name}_{tpr}")
+        };
+        let pipe = self.ctx.pipeline(&key, || {
+            with_deq(body, ty_name).replace("TPR", &format!("{tpr}u"))
+        });
         for part in &w.parts {
             let common = [
                 u32_of("matmul", part.rows)?,
@@ -201,7 +213,7 @@ impl GpuBackend {
                     (gx, gy, 1),
                 );
             } else {
-                let (g, gx) = grid(part.rows as u64);
+                let (g, gx) = grid(part.rows.div_ceil(256 / tpr) as u64);
                 for t0 in (0..n_tokens).step_by(MV_TOKENS) {
                     let mut p = common;
                     p[2] = (n_tokens - t0).min(MV_TOKENS) as u32;

@@ -23,20 +23,28 @@ macro_rules! gpu_or_skip {
 fn matmul_matches_cpu_for_every_type_and_batch_size() {
     let g = gpu_or_skip!();
     let c = cpu();
-    let (cols, rows) = (512, 72);
-    for (i, &ty) in GPU_TYPES.iter().enumerate() {
-        let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 10 + i as u64))]);
-        let (wg, wc) = (weight(&*g, &file, "w"), weight(&c, &file, "w"));
-        for n in [1usize, 3, 8, 9, 70] {
-            let x = rand_vec(n * cols, 100 + n as u64);
-            let (xg, xc) = (g.upload(&x).unwrap(), c.upload(&x).unwrap());
-            let mut og = g.alloc(n * rows).unwrap();
-            let mut oc = c.alloc(n * rows).unwrap();
-            g.matmul(&wg, &xg, n, &mut og).unwrap();
-            c.matmul(&wc, &xc, n, &mut oc).unwrap();
-            let (a, b) = (read(&*g, &og), read(&c, &oc));
-            let e = rel_l2(&a, &b);
-            assert!(e < 2e-3, "{ty:?} n={n}: relative L2 {e}");
+    // Row lengths for each matrix-vector variant (16, 64 and 256 threads
+    // per row); batches for both kernels and their edges.
+    let shapes: [(usize, usize, &[usize]); 3] = [
+        (512, 72, &[1, 3, 8, 9, 70]),
+        (2304, 40, &[1, 9]),
+        (8448, 12, &[2]),
+    ];
+    for (cols, rows, batches) in shapes {
+        for (i, &ty) in GPU_TYPES.iter().enumerate() {
+            let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 10 + i as u64))]);
+            let (wg, wc) = (weight(&*g, &file, "w"), weight(&c, &file, "w"));
+            for &n in batches {
+                let x = rand_vec(n * cols, 100 + n as u64);
+                let (xg, xc) = (g.upload(&x).unwrap(), c.upload(&x).unwrap());
+                let mut og = g.alloc(n * rows).unwrap();
+                let mut oc = c.alloc(n * rows).unwrap();
+                g.matmul(&wg, &xg, n, &mut og).unwrap();
+                c.matmul(&wc, &xc, n, &mut oc).unwrap();
+                let (a, b) = (read(&*g, &og), read(&c, &oc));
+                let e = rel_l2(&a, &b);
+                assert!(e < 2e-3, "{ty:?} {cols}x{rows} n={n}: relative L2 {e}");
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
-// Matrix-vector products for a few tokens: one workgroup per weight row,
-// threads striding over the row four values at a time, every token of the
-// batch (at most 8) against each decoded group of weights.
+// Matrix-vector products for a few tokens (at most 8): a workgroup of 256
+// threads takes 256 / TPR weight rows, TPR threads per row striding over it
+// four values at a time, every token of the batch against each decoded
+// group of weights; partial sums are added by a tree in workgroup memory.
+// TPR is substituted by the host (16, 64 or 256, by row length).
 // p: 0 rows of this part, 1 cols, 2 tokens, 3 rows of the output,
 //    4 first output row of this part, 5 workgroups along x, 6 bytes per row,
 //    7 first token.
@@ -10,38 +12,40 @@
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-const WG: u32 = 64u;
-var<workgroup> red: array<f32, 512>;
+const WG: u32 = 256u;
+var<workgroup> red: array<f32, 2048>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r = wid.x + wid.y * p[5];
+    let lane = lid % TPR;
+    let r = (wid.x + wid.y * p[5]) * (WG / TPR) + lid / TPR;
     let rows = p[0];
     let nt = p[2];
     let nv = p[1] / 4u;
+    let t0 = p[7];
     var acc: array<f32, 8>;
     if (r < rows) {
         let base = r * p[6];
-        for (var i = lid; i < nv; i += WG) {
+        for (var i = lane; i < nv; i += TPR) {
             let wv = deq4(base, i * 4u);
             for (var t = 0u; t < nt; t++) {
-                acc[t] += dot(wv, x[(p[7] + t) * nv + i]);
+                acc[t] += dot(wv, x[(t0 + t) * nv + i]);
             }
         }
     }
-    for (var t = 0u; t < 8u; t++) {
+    for (var t = 0u; t < nt; t++) {
         red[t * WG + lid] = acc[t];
     }
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            for (var t = 0u; t < 8u; t++) {
+    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            for (var t = 0u; t < nt; t++) {
                 red[t * WG + lid] += red[t * WG + lid + s];
             }
         }
         workgroupBarrier();
     }
-    if (r < rows && lid < nt) {
-        y[(p[7] + lid) * p[3] + p[4] + r] = red[lid * WG];
+    if (r < rows && lane < nt) {
+        y[(t0 + lane) * p[3] + p[4] + r] = red[lane * WG + lid - lane];
     }
 }
