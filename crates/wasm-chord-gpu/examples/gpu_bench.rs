@@ -7,7 +7,9 @@
 //!     [--presets gemma3-270m,llama-1b,gemma3:tiny] [--mix q4_k_m] [--pp 512] [--tg 128] [--reps 3] [--profile]
 //! ```
 //! With `--profile` (and an adapter with timestamp queries) a second run
-//! prints the GPU time of every kernel.
+//! prints the GPU time of every kernel. `--check N` (default 32, 0 to skip)
+//! first runs an N-token prompt on this backend and on the CPU backend and
+//! prints how their logits agree at every position.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +25,7 @@ struct Args {
     tg: usize,
     reps: usize,
     profile: bool,
+    check: usize,
 }
 
 fn args() -> Args {
@@ -33,6 +36,7 @@ fn args() -> Args {
         tg: 128,
         reps: 3,
         profile: false,
+        check: 32,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -44,6 +48,7 @@ fn args() -> Args {
             "--tg" => a.tg = val().parse().unwrap_or(128),
             "--reps" => a.reps = val().parse().unwrap_or(3),
             "--profile" => a.profile = true,
+            "--check" => a.check = val().parse().unwrap_or(32),
             other => eprintln!("ignoring {other}"),
         }
     }
@@ -80,6 +85,53 @@ fn run_once(model: &Model<GpuBackend>, pp: usize, tg: usize, seed: u32) -> (f64,
     (t_pp, t.elapsed().as_secs_f64())
 }
 
+/// Logits of the GPU and CPU backends on the same prompt: worst relative L2
+/// over positions, top-1 agreement where the CPU's margin exceeds 0.5, and
+/// the worst mean |difference| over the CPU's top 20.
+fn check(file: &Arc<GgufFile>, gpu: &Model<GpuBackend>, n: usize) {
+    let cpu =
+        Model::load(file.clone(), Arc::new(wasm_chord_cpu::CpuBackend::new())).expect("cpu load");
+    let v = gpu.n_vocab();
+    let prompt = tokens(n, v, 5);
+    let cfg = SessionConfig {
+        n_ctx: n,
+        n_batch: n,
+    };
+    let a = Session::new(gpu, cfg)
+        .expect("session")
+        .forward(&prompt, Logits::All)
+        .expect("gpu");
+    let b = Session::new(&cpu, cfg)
+        .expect("session")
+        .forward(&prompt, Logits::All)
+        .expect("cpu");
+    let (mut worst, mut top1, mut checked, mut worst_top20) = (0.0f64, 0, 0, 0.0f64);
+    for (ra, rb) in a.chunks_exact(v).zip(b.chunks_exact(v)) {
+        let num: f64 = ra
+            .iter()
+            .zip(rb)
+            .map(|(x, y)| f64::from(x - y).powi(2))
+            .sum();
+        let den: f64 = rb.iter().map(|y| f64::from(*y).powi(2)).sum();
+        worst = worst.max((num / den.max(1e-30)).sqrt());
+        let mut idx: Vec<usize> = (0..v).collect();
+        idx.sort_by(|&i, &j| rb[j].total_cmp(&rb[i]));
+        if rb[idx[0]] - rb[idx[1]] > 0.5 {
+            checked += 1;
+            top1 += usize::from(wasm_chord_core::backend::host_argmax(ra) as usize == idx[0]);
+        }
+        let m: f64 = idx[..20]
+            .iter()
+            .map(|&i| f64::from((ra[i] - rb[i]).abs()))
+            .sum::<f64>()
+            / 20.0;
+        worst_top20 = worst_top20.max(m);
+    }
+    println!(
+        "  vs CPU on {n} tokens: worst rel L2 {worst:.2e}, top-1 {top1}/{checked} (margin > 0.5), worst top-20 mean |diff| {worst_top20:.3}"
+    );
+}
+
 fn print_profile(backend: &GpuBackend, what: &str) {
     let prof = backend.kernel_profile();
     let total: f64 = prof.iter().map(|p| p.1).sum();
@@ -108,12 +160,15 @@ fn main() {
         let file = Arc::new(GgufFile::from_bytes(generate(&spec).expect("synth")).expect("gguf"));
         let t_gen = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let model = Model::load(file, backend.clone()).expect("load");
+        let model = Model::load(file.clone(), backend.clone()).expect("load");
         let t_load = t.elapsed().as_secs_f64();
         println!(
             "{preset} {}: synth {t_gen:.1} s, upload {t_load:.2} s",
             a.mix
         );
+        if a.check > 0 {
+            check(&file, &model, a.check);
+        }
         // Warm-up (pipeline compilation), then the timed repetitions.
         run_once(&model, a.pp.min(64), 4, 99);
         let (c0, s0) = backend.counters();

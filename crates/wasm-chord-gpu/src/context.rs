@@ -38,9 +38,19 @@ struct Profiler {
     totals: HashMap<&'static str, (f64, u64)>,
 }
 
+/// A compiled kernel and its bind group layout (asked once).
+pub(crate) struct Pipe {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
 /// What is being recorded.
 struct State {
     encoder: Option<wgpu::CommandEncoder>,
+    /// The compute pass open on `encoder`: dispatches share one pass
+    /// (wgpu orders them by their buffer usage) unless profiling, which
+    /// needs a pass per dispatch for its timestamps.
+    pass: Option<wgpu::ComputePass<'static>>,
     arena_host: Vec<u8>,
     arena: wgpu::Buffer,
     arena_cap: u64,
@@ -58,7 +68,7 @@ pub(crate) struct Ctx {
     pub info: wgpu::AdapterInfo,
     pub features: wgpu::Features,
     align: u64,
-    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<String, Arc<Pipe>>>,
     state: Mutex<State>,
 }
 
@@ -86,6 +96,7 @@ impl Ctx {
             pipelines: Mutex::new(HashMap::new()),
             state: Mutex::new(State {
                 encoder: None,
+                pass: None,
                 arena_host: Vec::new(),
                 arena,
                 arena_cap: ARENA_BYTES,
@@ -115,6 +126,7 @@ impl Ctx {
             mapped_at_creation: false,
         });
         let mut st = lock(&self.state);
+        self.flush_locked(&mut st);
         st.profiler = Some(Profiler {
             set,
             resolve,
@@ -156,11 +168,7 @@ impl Ctx {
     }
 
     /// A compute pipeline for `key`, compiled from `source()` on first use.
-    pub fn pipeline(
-        &self,
-        key: &str,
-        source: impl FnOnce() -> String,
-    ) -> Arc<wgpu::ComputePipeline> {
+    pub fn pipeline(&self, key: &str, source: impl FnOnce() -> String) -> Arc<Pipe> {
         if let Some(p) = lock(&self.pipelines).get(key) {
             return Arc::clone(p);
         }
@@ -170,17 +178,18 @@ impl Ctx {
                 label: Some(key),
                 source: wgpu::ShaderSource::Wgsl(source().into()),
             });
-        let p = Arc::new(
-            self.device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(key),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                }),
-        );
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(key),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        let layout = pipeline.get_bind_group_layout(0);
+        let p = Arc::new(Pipe { pipeline, layout });
         lock(&self.pipelines).insert(key.to_string(), Arc::clone(&p));
         p
     }
@@ -221,7 +230,7 @@ impl Ctx {
     pub fn dispatch(
         &self,
         name: &'static str,
-        pipeline: &wgpu::ComputePipeline,
+        pipe: &Pipe,
         params: &[u32],
         binds: &[Bind<'_>],
         groups: (u32, u32, u32),
@@ -262,7 +271,6 @@ impl Ctx {
                 slices.push((0, 0));
             }
         }
-        let layout = pipeline.get_bind_group_layout(0);
         let arena = st.arena.clone();
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -288,10 +296,36 @@ impl Ctx {
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(name),
-            layout: &layout,
+            layout: &pipe.layout,
             entries: &entries,
         });
         let st = &mut *st;
+        if st.profiler.is_none() {
+            if st.pass.is_none() {
+                let encoder = st.encoder.get_or_insert_with(|| {
+                    self.device
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                            label: Some("pass"),
+                        })
+                });
+                st.pass = Some(
+                    encoder
+                        .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some("forward"),
+                            timestamp_writes: None,
+                        })
+                        .forget_lifetime(),
+                );
+            }
+            if let Some(pass) = st.pass.as_mut() {
+                pass.set_pipeline(&pipe.pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+            }
+            st.passes += 1;
+            return;
+        }
+        st.pass = None;
         let encoder = st.encoder.get_or_insert_with(|| {
             self.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -315,7 +349,7 @@ impl Ctx {
                 label: Some(name),
                 timestamp_writes: ts,
             });
-            pass.set_pipeline(pipeline);
+            pass.set_pipeline(&pipe.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
         }
@@ -335,6 +369,8 @@ impl Ctx {
             return;
         }
         let mut st = lock(&self.state);
+        // A copy cannot be recorded inside the open compute pass.
+        st.pass = None;
         let encoder = st.encoder.get_or_insert_with(|| {
             self.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -351,6 +387,8 @@ impl Ctx {
     }
 
     fn flush_locked(&self, st: &mut State) {
+        // Ends the open pass before the encoder is finished.
+        st.pass = None;
         if !st.arena_host.is_empty() {
             self.queue.write_buffer(&st.arena, 0, &st.arena_host);
             st.arena_host.clear();

@@ -1,7 +1,7 @@
 //! The ops: argument checks on the host, then one or more recorded
 //! dispatches of the WGSL kernels in `shaders/`.
 
-use crate::context::Bind;
+use crate::context::{Bind, Pipe};
 use crate::weight::wgsl_name;
 use crate::{GpuBackend, GpuBuffer, GpuWeight, Quantized, NAME};
 use wasm_chord_core::backend::{
@@ -105,11 +105,7 @@ fn f32_vector<'a>(w: &'a GpuWeight, op: &'static str) -> Result<&'a wgpu::Buffer
 }
 
 impl GpuBackend {
-    fn simple(
-        &self,
-        key: &'static str,
-        src: &'static str,
-    ) -> std::sync::Arc<wgpu::ComputePipeline> {
+    fn simple(&self, key: &'static str, src: &'static str) -> std::sync::Arc<Pipe> {
         self.ctx.pipeline(key, || src.to_string())
     }
 
@@ -204,7 +200,7 @@ impl GpuBackend {
                 let mut p = common;
                 p[2] = u32_of("matmul", n_tokens)?;
                 let gx = part.rows.div_ceil(64) as u32;
-                let gy = u32_of("matmul", n_tokens.div_ceil(64))?;
+                let gy = u32_of("matmul", n_tokens.div_ceil(128))?;
                 self.ctx.dispatch(
                     kind,
                     &pipe,

@@ -30,6 +30,9 @@ fn run<B: wasm_chord_core::backend::Backend>(model: &Model<B>, tokens: &[u32]) -
     for &t in &tokens[12..] {
         all.extend(s.forward(&[t], Logits::All).unwrap());
     }
+    // The last row only (the device-side row copy before the output).
+    s.truncate(12).unwrap();
+    all.extend(s.forward(&tokens[12..], Logits::Last).unwrap());
     all
 }
 

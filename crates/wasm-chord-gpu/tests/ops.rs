@@ -26,7 +26,7 @@ fn matmul_matches_cpu_for_every_type_and_batch_size() {
     // Row lengths for each matrix-vector variant (16, 64 and 256 threads
     // per row); batches for both kernels and their edges.
     let shapes: [(usize, usize, &[usize]); 3] = [
-        (512, 72, &[1, 3, 8, 9, 70]),
+        (512, 72, &[1, 3, 8, 9, 70, 130]),
         (2304, 40, &[1, 9]),
         (8448, 12, &[2]),
     ];
@@ -216,10 +216,13 @@ fn write_rows_copy_rows_argmax_and_top_k_match_cpu() {
         .unwrap();
     c.write_rows(&mut dc, &c.upload(&src).unwrap(), &[6, 1, 3], width)
         .unwrap();
-    assert_eq!(read(&*g, &dg), read(&c, &dc));
+    // The copy is recorded right after a dispatch, then both are read.
     let rg = g.copy_rows(&dg, 2, 3, width).unwrap();
     let rc = c.copy_rows(&dc, 2, 3, width).unwrap();
+    g.scale(&mut dg, 2.0, 8 * width).unwrap();
+    c.scale(&mut dc, 2.0, 8 * width).unwrap();
     assert_eq!(read(&*g, &rg), read(&c, &rc));
+    assert_eq!(read(&*g, &dg), read(&c, &dc));
 
     // Ties, NaN and more candidates than one chunk (several rounds).
     let n = 70_000;
