@@ -171,7 +171,7 @@ fn main() {
         }
         // Warm-up (pipeline compilation), then the timed repetitions.
         run_once(&model, a.pp.min(64), 4, 99);
-        let (c0, s0) = backend.counters();
+        let (c0, s0, r0, w0) = backend.counters();
         let mut pp = Vec::new();
         let mut tg = Vec::new();
         for r in 0..a.reps {
@@ -179,7 +179,7 @@ fn main() {
             pp.push(a.pp as f64 / tp);
             tg.push(a.tg as f64 / tt);
         }
-        let (c1, s1) = backend.counters();
+        let (c1, s1, r1, w1) = backend.counters();
         let stat = |v: &[f64]| {
             let m = v.iter().sum::<f64>() / v.len() as f64;
             let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
@@ -188,11 +188,14 @@ fn main() {
         let ((pm, ps), (tm, ts)) = (stat(&pp), stat(&tg));
         println!("  pp{:<4} {pm:10.1} ± {ps:.1} tok/s", a.pp);
         println!("  tg{:<4} {tm:10.1} ± {ts:.1} tok/s", a.tg);
+        let steps = (a.reps * (1 + a.tg)) as f64;
         println!(
-            "  {} passes, {} submissions over {} runs",
+            "  {} dispatches, {} submissions over {} runs; per forward pass: {:.2} ms recording, {:.2} ms waiting (host)",
             c1 - c0,
             s1 - s0,
-            a.reps
+            a.reps,
+            (r1 - r0) as f64 / 1e6 / steps,
+            (w1 - w0) as f64 / 1e6 / steps,
         );
         if a.profile && backend.enable_profiling() {
             backend.reset_profile();

@@ -57,6 +57,9 @@ struct State {
     staging: Option<wgpu::Buffer>,
     passes: u64,
     submits: u64,
+    /// Host time spent recording dispatches and waiting for read-backs.
+    record_ns: u64,
+    wait_ns: u64,
     profiler: Option<Profiler>,
 }
 
@@ -103,6 +106,8 @@ impl Ctx {
                 staging: None,
                 passes: 0,
                 submits: 0,
+                record_ns: 0,
+                wait_ns: 0,
                 profiler: None,
             }),
         }
@@ -161,10 +166,11 @@ impl Ctx {
         }
     }
 
-    /// (compute passes recorded, submissions) since creation.
-    pub fn counters(&self) -> (u64, u64) {
+    /// (dispatches recorded, submissions, host ns recording, host ns
+    /// waiting for read-backs) since creation.
+    pub fn counters(&self) -> (u64, u64, u64, u64) {
         let st = lock(&self.state);
-        (st.passes, st.submits)
+        (st.passes, st.submits, st.record_ns, st.wait_ns)
     }
 
     /// A compute pipeline for `key`, compiled from `source()` on first use.
@@ -228,6 +234,23 @@ impl Ctx {
     /// Records one compute pass: `pipeline` with the parameter words and
     /// `binds`, over `groups` workgroups.
     pub fn dispatch(
+        &self,
+        name: &'static str,
+        pipe: &Pipe,
+        params: &[u32],
+        binds: &[Bind<'_>],
+        groups: (u32, u32, u32),
+    ) {
+        #[cfg(not(target_arch = "wasm32"))]
+        let t = std::time::Instant::now();
+        self.record(name, pipe, params, binds, groups);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            lock(&self.state).record_ns += t.elapsed().as_nanos() as u64;
+        }
+    }
+
+    fn record(
         &self,
         name: &'static str,
         pipe: &Pipe,
@@ -492,7 +515,10 @@ impl Ctx {
     pub fn read(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            pollster::block_on(self.read_async(src, offset, bytes))
+            let t = std::time::Instant::now();
+            let r = pollster::block_on(self.read_async(src, offset, bytes));
+            lock(&self.state).wait_ns += t.elapsed().as_nanos() as u64;
+            r
         }
         #[cfg(target_arch = "wasm32")]
         {

@@ -184,8 +184,10 @@ impl GpuBackend {
         self.ctx.flush()
     }
 
-    /// (compute passes recorded, command submissions) since creation.
-    pub fn counters(&self) -> (u64, u64) {
+    /// (dispatches recorded, command submissions, host nanoseconds spent
+    /// recording, host nanoseconds waiting for read-backs) since creation
+    /// (the times are 0 in browsers).
+    pub fn counters(&self) -> (u64, u64, u64, u64) {
         self.ctx.counters()
     }
 

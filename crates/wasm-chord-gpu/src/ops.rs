@@ -200,7 +200,7 @@ impl GpuBackend {
                 let mut p = common;
                 p[2] = u32_of("matmul", n_tokens)?;
                 let gx = part.rows.div_ceil(64) as u32;
-                let gy = u32_of("matmul", n_tokens.div_ceil(128))?;
+                let gy = u32_of("matmul", n_tokens.div_ceil(64))?;
                 self.ctx.dispatch(
                     kind,
                     &pipe,
@@ -519,9 +519,9 @@ impl GpuBackend {
             .map(|s| s.unwrap_or(u32::MAX))
             .collect();
         let items = n_tok * nh;
-        // Rows per range: a multiple of 64, so that enough workgroups run.
+        // Rows per range (a multiple of 16), so that enough workgroups run.
         let want = ATTN_TARGET_GROUPS.div_ceil(items).max(1);
-        let per = n_slots.div_ceil(want).div_ceil(64).max(1) * 64;
+        let per = n_slots.div_ceil(want).div_ceil(16).max(1) * 16;
         let splits = n_slots.div_ceil(per).max(1);
         if items as u64 > MAX_GROUPS * MAX_GROUPS {
             return Err(shape("attention", format!("{items} token heads")));

@@ -63,10 +63,22 @@ fn score(it: Item, j: u32, end: u32) -> f32 {
     }
     let hd4 = p[3] / 4u;
     let ko = (j * p[2] + it.kvh) * hd4;
-    var acc = vec4<f32>(0.0);
-    for (var d = 0u; d < hd4; d++) {
-        acc += qs[d] * k[ko + d];
+    // Four independent sums keep four loads in flight.
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var d = 0u;
+    for (; d + 4u <= hd4; d += 4u) {
+        a0 += qs[d] * k[ko + d];
+        a1 += qs[d + 1u] * k[ko + d + 1u];
+        a2 += qs[d + 2u] * k[ko + d + 2u];
+        a3 += qs[d + 3u] * k[ko + d + 3u];
     }
+    for (; d < hd4; d++) {
+        a0 += qs[d] * k[ko + d];
+    }
+    let acc = (a0 + a1) + (a2 + a3);
     var s = (acc.x + acc.y + acc.z + acc.w) * bitcast<f32>(p[5]);
     let cap = bitcast<f32>(p[6]);
     if (cap > 0.0) {

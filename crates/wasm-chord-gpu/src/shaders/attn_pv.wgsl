@@ -36,18 +36,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         ps[lid] = pj;
         let any = reduce_max(lid, pj);
         if (any > 0.0) {
+            // Rows four at a time, all dimensions of this thread: sixteen
+            // independent loads per step.
             let cnt = min(WG, end - j0);
-            for (var c = 0u; c < 4u; c++) {
-                let d = lid + c * WG;
-                if (d < hd) {
-                    var a = acc[c];
-                    for (var jj = 0u; jj < cnt; jj++) {
-                        let pw = ps[jj];
-                        if (pw != 0.0) {
-                            a += pw * v[(j0 + jj) * kvw + it.kvh * hd + d];
+            let vb = j0 * kvw + it.kvh * hd;
+            var jj = 0u;
+            for (; jj + 4u <= cnt; jj += 4u) {
+                let p0 = ps[jj];
+                let p1 = ps[jj + 1u];
+                let p2 = ps[jj + 2u];
+                let p3 = ps[jj + 3u];
+                if (p0 + p1 + p2 + p3 != 0.0) {
+                    let o = vb + jj * kvw;
+                    for (var c = 0u; c < 4u; c++) {
+                        let d = lid + c * WG;
+                        if (d < hd) {
+                            acc[c] += p0 * v[o + d] + p1 * v[o + kvw + d] + p2 * v[o + 2u * kvw + d] + p3 * v[o + 3u * kvw + d];
                         }
                     }
-                    acc[c] = a;
+                }
+            }
+            for (; jj < cnt; jj++) {
+                let pw = ps[jj];
+                for (var c = 0u; c < 4u; c++) {
+                    let d = lid + c * WG;
+                    if (d < hd) {
+                        acc[c] += pw * v[vb + jj * kvw + d];
+                    }
                 }
             }
         }

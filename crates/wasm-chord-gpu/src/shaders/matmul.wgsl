@@ -1,10 +1,8 @@
 // Tiled matrix product for prompts: a workgroup computes 64 weight rows x
-// 128 tokens, staging 32-wide slices of decoded weights and activations in
-// workgroup memory as vec4s of 4 rows (or 4 tokens); each thread owns 4
-// rows x 8 tokens, three vector loads and 32 FMAs per step of k. Threads
-// 0..127 decode the weights (4 rows x 4 values each), threads 128..255
-// load the activations (4 tokens x 8 values each), so every decoded weight
-// serves 128 tokens.
+// 64 tokens, staging 32-wide slices of decoded weights and activations in
+// workgroup memory as vec4s of 4 rows (or 4 tokens), so that each thread's
+// 4 x 4 outputs take two vector loads per step of k. Threads 0..127 decode
+// the weights (4 rows x 4 values each), threads 128..255 load activations.
 // p: 0 rows of this part, 1 cols, 2 tokens, 3 rows of the output,
 //    4 first output row of this part, 5 unused, 6 bytes per row.
 
@@ -14,7 +12,7 @@
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 var<workgroup> ws: array<array<vec4<f32>, 16>, 32>;
-var<workgroup> xs: array<array<vec4<f32>, 32>, 32>;
+var<workgroup> xs: array<array<vec4<f32>, 16>, 32>;
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
@@ -23,15 +21,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
     let nt = p[2];
     let nv = cols / 4u;
     let r0 = wid.x * 64u;
-    let t0 = wid.y * 128u;
+    let t0 = wid.y * 64u;
     let tid = l.y * 16u + l.x;
-    var acc: array<vec4<f32>, 8>;
+    let q = tid % 16u;
+    let kq = (tid / 16u) % 8u;
+    var acc: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < cols; k0 += 32u) {
+        let kk = k0 + kq * 4u;
+        var a: array<vec4<f32>, 4>;
         if (tid < 128u) {
-            let q = tid % 16u;
-            let kq = tid / 16u;
-            let kk = k0 + kq * 4u;
-            var a: array<vec4<f32>, 4>;
             for (var i = 0u; i < 4u; i++) {
                 let r = r0 + 4u * q + i;
                 if (r < rows && kk < cols) {
@@ -44,43 +42,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
                 ws[kq * 4u + c][q] = vec4<f32>(a[0][c], a[1][c], a[2][c], a[3][c]);
             }
         } else {
-            let u = tid - 128u;
-            let q = u % 32u;
-            let kq = u / 32u;
-            for (var h = 0u; h < 2u; h++) {
-                let kk = k0 + kq * 8u + h * 4u;
-                var a: array<vec4<f32>, 4>;
-                for (var i = 0u; i < 4u; i++) {
-                    let t = t0 + 4u * q + i;
-                    if (t < nt && kk < cols) {
-                        a[i] = x[t * nv + kk / 4u];
-                    } else {
-                        a[i] = vec4<f32>(0.0);
-                    }
+            for (var i = 0u; i < 4u; i++) {
+                let t = t0 + 4u * q + i;
+                if (t < nt && kk < cols) {
+                    a[i] = x[t * nv + kk / 4u];
+                } else {
+                    a[i] = vec4<f32>(0.0);
                 }
-                for (var c = 0u; c < 4u; c++) {
-                    xs[kq * 8u + h * 4u + c][q] = vec4<f32>(a[0][c], a[1][c], a[2][c], a[3][c]);
-                }
+            }
+            for (var c = 0u; c < 4u; c++) {
+                xs[kq * 4u + c][q] = vec4<f32>(a[0][c], a[1][c], a[2][c], a[3][c]);
             }
         }
         workgroupBarrier();
         for (var k = 0u; k < 32u; k++) {
             let wv = ws[k][l.x];
-            let xa = xs[k][2u * l.y];
-            let xb = xs[k][2u * l.y + 1u];
-            acc[0] += wv * xa.x;
-            acc[1] += wv * xa.y;
-            acc[2] += wv * xa.z;
-            acc[3] += wv * xa.w;
-            acc[4] += wv * xb.x;
-            acc[5] += wv * xb.y;
-            acc[6] += wv * xb.z;
-            acc[7] += wv * xb.w;
+            let xv = xs[k][l.y];
+            acc[0] += wv * xv.x;
+            acc[1] += wv * xv.y;
+            acc[2] += wv * xv.z;
+            acc[3] += wv * xv.w;
         }
         workgroupBarrier();
     }
-    for (var j = 0u; j < 8u; j++) {
-        let t = t0 + 8u * l.y + j;
+    for (var j = 0u; j < 4u; j++) {
+        let t = t0 + 4u * l.y + j;
         for (var i = 0u; i < 4u; i++) {
             let r = r0 + 4u * l.x + i;
             if (t < nt && r < rows) {
