@@ -11,6 +11,7 @@ use wasm_chord_core::GgmlType;
 
 const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
 const MATVEC: &str = include_str!("shaders/matvec.wgsl");
+const MATVEC32: &str = include_str!("shaders/matvec32.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const EMBED: &str = include_str!("shaders/embed.wgsl");
 const QUANTIZE: &str = include_str!("shaders/quantize.wgsl");
@@ -74,7 +75,8 @@ fn grid64(n: u64) -> ((u32, u32, u32), u32) {
 
 fn with_deq(body: &str, ty: &str) -> String {
     format!(
-        "{body}\n{DEQUANT}\nfn deq4(base: u32, i: u32) -> vec4<f32> {{ return deq4_{ty}(base, i); }}\n"
+        "{body}\n{DEQUANT}\nfn deq4(base: u32, i: u32) -> vec4<f32> {{ return deq4_{ty}(base, i); }}\n\
+         fn deq32(base: u32, i: u32) -> array<vec4<f32>, 8> {{ return deq32_{ty}(base, i); }}\n"
     )
 }
 
@@ -166,16 +168,29 @@ impl GpuBackend {
             None => x.buf.clone(),
         };
         let tiled = n_tokens > MV_TOKENS && w.cols % 32 == 0;
+        let whole = w.cols % 32 == 0;
         let (kind, body) = if tiled {
             ("matmul", MATMUL)
+        } else if whole {
+            ("matvec", MATVEC32)
         } else {
-            ("matvec", MATVEC)
+            ("matvec4", MATVEC)
         };
-        // Threads per row of the matrix-vector kernel, by row length.
-        let tpr = match w.cols / 4 {
-            0..=256 => 16,
-            257..=2048 => 64,
-            _ => 256,
+        // Threads per row of the matrix-vector kernels, by row length (in
+        // sub-blocks of 32, or groups of 4 values).
+        let tpr = if whole {
+            match w.cols / 32 {
+                0..=32 => 16,
+                33..=128 => 32,
+                129..=1024 => 64,
+                _ => 256,
+            }
+        } else {
+            match w.cols / 4 {
+                0..=256 => 16,
+                257..=2048 => 64,
+                _ => 256,
+            }
         };
         let key = if tiled {
             format!("{kind}_{ty_name}")

@@ -23,15 +23,21 @@ macro_rules! gpu_or_skip {
 fn matmul_matches_cpu_for_every_type_and_batch_size() {
     let g = gpu_or_skip!();
     let c = cpu();
-    // Row lengths for each matrix-vector variant (16, 64 and 256 threads
-    // per row); batches for both kernels and their edges.
-    let shapes: [(usize, usize, &[usize]); 3] = [
+    // Row lengths for each matrix-vector variant (16, 32, 64 and 256
+    // threads per row); batches for both kernels and their edges.
+    // Rows of 100 values (float types only) take the 4-wide kernel.
+    let shapes: [(usize, usize, &[usize]); 5] = [
         (512, 72, &[1, 3, 8, 9, 70, 130]),
         (2304, 40, &[1, 9]),
+        (1024, 24, &[1]),
         (8448, 12, &[2]),
+        (100, 20, &[1, 9]),
     ];
     for (cols, rows, batches) in shapes {
         for (i, &ty) in GPU_TYPES.iter().enumerate() {
+            if cols % ty.block_size() != 0 {
+                continue;
+            }
             let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 10 + i as u64))]);
             let (wg, wc) = (weight(&*g, &file, "w"), weight(&c, &file, "w"));
             for &n in batches {

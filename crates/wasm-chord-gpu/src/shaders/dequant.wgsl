@@ -122,3 +122,112 @@ fn deq4_q6_k(base: u32, i: u32) -> vec4<f32> {
     let sc = f32(bitcast<i32>(wbyte(o + 192u + (k >> 4u)) << 24u) >> 24u);
     return (wf16(o + 208u) * sc) * (vec4<f32>(low | (hi << vec4<u32>(4u))) - 32.0);
 }
+
+// `deq32_*`: values i..i+32 (i a multiple of 32, one sub-block) as 8 vec4s,
+// the scales decoded once; used by the matrix-vector kernel.
+
+fn deq32_f32(base: u32, i: u32) -> array<vec4<f32>, 8> {
+    var r: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        r[k] = deq4_f32(base, i + 4u * k);
+    }
+    return r;
+}
+
+fn deq32_f16(base: u32, i: u32) -> array<vec4<f32>, 8> {
+    var r: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        r[k] = deq4_f16(base, i + 4u * k);
+    }
+    return r;
+}
+
+fn deq32_q8_0(base: u32, i: u32) -> array<vec4<f32>, 8> {
+    let o = base + (i >> 5u) * 34u;
+    let d = wf16(o);
+    var r: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        r[k] = sbytes4(wu32(o + 2u + 4u * k)) * d;
+    }
+    return r;
+}
+
+fn deq32_q4_0(base: u32, i: u32) -> array<vec4<f32>, 8> {
+    let o = base + (i >> 5u) * 18u;
+    let d = wf16(o);
+    var r: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        let q = bytes4(wu32(o + 2u + 4u * k));
+        r[k] = (vec4<f32>(nibbles(q, false)) - 8.0) * d;
+        r[k + 4u] = (vec4<f32>(nibbles(q, true)) - 8.0) * d;
+    }
+    return r;
+}
+
+fn deq32_q5_0(base: u32, i: u32) -> array<vec4<f32>, 8> {
+    let o = base + (i >> 5u) * 22u;
+    let d = wf16(o);
+    let qh = vec4<u32>(wu32(o + 2u));
+    let sh = vec4<u32>(0u, 1u, 2u, 3u);
+    var r: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 4u; k++) {
+        let q = bytes4(wu32(o + 6u + 4u * k));
+        let h0 = (qh >> (sh + vec4<u32>(4u * k))) & vec4<u32>(1u);
+        let h1 = (qh >> (sh + vec4<u32>(16u + 4u * k))) & vec4<u32>(1u);
+        r[k] = (vec4<f32>(nibbles(q, false) | (h0 << vec4<u32>(4u))) - 16.0) * d;
+        r[k + 4u] = (vec4<f32>(nibbles(q, true) | (h1 << vec4<u32>(4u))) - 16.0) * d;
+    }
+    return r;
+}
+
+fn deq32_q4_k(base: u32, i: u32) -> array<vec4<f32>, 8> {
+    let o = base + (i >> 8u) * 144u;
+    let j = (i & 255u) >> 5u;
+    let sm = scale_min_k4(o + 4u, j);
+    let d = wf16(o) * sm.x;
+    let m = wf16(o + 2u) * sm.y;
+    let qo = o + 16u + 32u * (j >> 1u);
+    let high = (j & 1u) == 1u;
+    var r: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        r[k] = d * vec4<f32>(nibbles(bytes4(wu32(qo + 4u * k)), high)) - m;
+    }
+    return r;
+}
+
+fn deq32_q5_k(base: u32, i: u32) -> array<vec4<f32>, 8> {
+    let o = base + (i >> 8u) * 176u;
+    let j = (i & 255u) >> 5u;
+    let sm = scale_min_k4(o + 4u, j);
+    let d = wf16(o) * sm.x;
+    let m = wf16(o + 2u) * sm.y;
+    let qo = o + 48u + 32u * (j >> 1u);
+    let high = (j & 1u) == 1u;
+    var r: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        let n = nibbles(bytes4(wu32(qo + 4u * k)), high);
+        let h = (bytes4(wu32(o + 16u + 4u * k)) >> vec4<u32>(j)) & vec4<u32>(1u);
+        r[k] = d * vec4<f32>(n + h * 16u) - m;
+    }
+    return r;
+}
+
+fn deq32_q6_k(base: u32, i: u32) -> array<vec4<f32>, 8> {
+    let o = base + (i >> 8u) * 210u;
+    let kb = i & 255u;
+    let n = kb >> 7u;
+    let qd = (kb >> 5u) & 3u;
+    let lo_o = o + 64u * n + select(0u, 32u, (qd & 1u) == 1u);
+    let hi_o = o + 128u + 32u * n;
+    let d = wf16(o + 208u);
+    let s0 = d * f32(bitcast<i32>(wbyte(o + 192u + (kb >> 4u)) << 24u) >> 24u);
+    let s1 = d * f32(bitcast<i32>(wbyte(o + 193u + (kb >> 4u)) << 24u) >> 24u);
+    var r: array<vec4<f32>, 8>;
+    for (var k = 0u; k < 8u; k++) {
+        let low = nibbles(bytes4(wu32(lo_o + 4u * k)), qd >= 2u);
+        let hi = (bytes4(wu32(hi_o + 4u * k)) >> vec4<u32>(2u * qd)) & vec4<u32>(3u);
+        let sc = select(s0, s1, k >= 4u);
+        r[k] = sc * (vec4<f32>(low | (hi << vec4<u32>(4u))) - 32.0);
+    }
+    return r;
+}
