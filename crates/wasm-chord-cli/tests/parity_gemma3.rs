@@ -11,12 +11,16 @@
 //!   token-by-token spread on these prompts is ~0.08-0.26, printed below);
 //! - greedy continuations are identical up to the first step where
 //!   llama.cpp's margin is below 0.5.
+//!
+//! It runs on every backend of `wasm_chord_cli::test_backends` (the CPU,
+//! plus WebGPU / Candle when compiled in).
 
 use serde_json::Value;
 use std::sync::Arc;
+use wasm_chord_core::backend::Backend;
 use wasm_chord_core::gguf::GgufFile;
 use wasm_chord_core::tokenizer::Tokenizer;
-use wasm_chord_cpu::CpuBackend;
+use wasm_chord_runtime::AnyBackend;
 use wasm_chord_runtime::{Logits, Model, Session, SessionConfig};
 
 fn pairs(v: &Value) -> Vec<(u32, f32)> {
@@ -36,11 +40,19 @@ fn gemma3_270m_matches_llama_cpp() {
     let Some(path) = wasm_chord_cli::models::default_model_for_test() else {
         return;
     };
+    let file = Arc::new(GgufFile::open(&path).unwrap());
+    for (dev, backend) in wasm_chord_cli::test_backends::backends_under_test() {
+        eprintln!("== {dev}");
+        check(&file, backend);
+    }
+}
+
+fn check(file: &Arc<GgufFile>, backend: AnyBackend) {
+    let name = backend.name();
     let fixture: Value =
         serde_json::from_str(include_str!("fixtures/parity/gemma3-270m-q4_k_m.json")).unwrap();
-    let file = Arc::new(GgufFile::open(&path).unwrap());
     let tok = Tokenizer::from_metadata(file.metadata()).unwrap();
-    let model = Model::load(file, Arc::new(CpuBackend::new())).unwrap();
+    let model = Model::load(file.clone(), Arc::new(backend)).unwrap();
     let n_vocab = model.n_vocab();
     let results = fixture["results"].as_array().unwrap();
     assert!(results.len() >= 8, "at least 8 prompts");
@@ -87,7 +99,7 @@ fn gemma3_270m_matches_llama_cpp() {
                 assert_eq!(
                     argmax(row),
                     reft[0].0,
-                    "{prompt:?} position {pos}: llama.cpp's top-1 (margin {margin})"
+                    "{name}: {prompt:?} position {pos}: llama.cpp's top-1 (margin {margin})"
                 );
             }
             let sing = pairs(ref_single);
@@ -118,17 +130,20 @@ fn gemma3_270m_matches_llama_cpp() {
                 break;
             }
             let got = argmax(&last);
-            assert_eq!(got, expect, "{prompt:?}: greedy step {step} (margin {m})");
+            assert_eq!(
+                got, expect,
+                "{name}: {prompt:?}: greedy step {step} (margin {m})"
+            );
             last = s.forward(&[got], Logits::Last).unwrap();
         }
     }
     let mean_abs = sum_abs / n_abs as f64;
     let floor = floor_sum / floor_n.max(1) as f64;
     eprintln!(
-        "mean |ours - llama.cpp| on top-20: {mean_abs:.4} over {n_abs} logits; \
+        "{name}: mean |ours - llama.cpp| on top-20: {mean_abs:.4} over {n_abs} logits; \
          llama.cpp batched vs token-by-token: {floor:.4}; top-1 checked at {top1_checked} positions"
     );
-    assert!(mean_abs <= 0.25, "mean abs difference {mean_abs}");
+    assert!(mean_abs <= 0.25, "{name}: mean abs difference {mean_abs}");
     assert!(
         top1_checked > 50,
         "too few confident positions to judge top-1"

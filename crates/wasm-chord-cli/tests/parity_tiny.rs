@@ -25,13 +25,19 @@
 //! exactly such steps on other files (q4_1 6.6e-3, q3_k 1.7e-2, q5_k 1.8e-2,
 //! gemma3 q4_k_m 1.4e-2). Their floor is therefore 1e-2. The stricter figure
 //! (floor 1e-4 everywhere) is printed for every file as `strict`.
+//!
+//! It runs on every backend of `wasm_chord_cli::test_backends` (the CPU,
+//! plus WebGPU / Candle when compiled in), with the same bound. A device
+//! backend may refuse a weight type with a typed `UnsupportedType` error,
+//! except the types every backend must run (`REQUIRED_TYPES`).
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use wasm_chord_core::backend::Backend;
 use wasm_chord_core::gguf::GgufFile;
-use wasm_chord_cpu::CpuBackend;
 use wasm_chord_runtime::synth::{self, SynthSpec};
+use wasm_chord_runtime::AnyBackend;
 use wasm_chord_runtime::{Logits, Model, Session, SessionConfig};
 
 /// Relative floor for float mixes.
@@ -39,6 +45,12 @@ const FLOOR: f64 = 1e-4;
 /// Relative floor for mixes that quantize activations to int8: the size of
 /// one activation rounding the other way.
 const FLOOR_INT8: f64 = 1e-2;
+/// Mixes every backend must run: what the default model and llama.cpp's
+/// Q4_K_M / Q8_0 / F16 mixes use (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, F16,
+/// F32).
+const REQUIRED_TYPES: &[&str] = &[
+    "f32", "f16", "q4_0", "q5_0", "q8_0", "q4_k", "q5_k", "q6_k", "q4_k_m",
+];
 
 fn base64_decode(s: &str) -> Vec<u8> {
     let val = |c: u8| -> u32 {
@@ -81,7 +93,7 @@ struct Outcome {
     spread: f64,
 }
 
-fn check(path: &std::path::Path) -> Outcome {
+fn check(path: &std::path::Path, backend: &Arc<AnyBackend>) -> Option<Outcome> {
     let fx: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let s = &fx["synth"];
     let (arch, preset, ty) = (
@@ -129,29 +141,40 @@ fn check(path: &std::path::Path) -> Outcome {
     let strict = 2.0 * spread.max(FLOOR);
 
     let file = Arc::new(GgufFile::from_bytes(bytes).unwrap());
-    let model = Model::load(file, Arc::new(CpuBackend::new())).unwrap();
-    assert_eq!(model.n_vocab(), n_vocab);
-    let mut session = Session::new(
-        &model,
-        SessionConfig {
-            n_ctx: tokens.len(),
-            n_batch: 512,
-        },
-    )
-    .unwrap();
-    let ours = session.forward(&tokens, Logits::All).unwrap();
+    let run = || -> Result<Vec<f32>, wasm_chord_runtime::RuntimeError> {
+        let model = Model::load(file, backend.clone())?;
+        assert_eq!(model.n_vocab(), n_vocab);
+        let mut session = Session::new(
+            &model,
+            SessionConfig {
+                n_ctx: tokens.len(),
+                n_batch: 512,
+            },
+        )?;
+        session.forward(&tokens, Logits::All)
+    };
+    let ours = match run() {
+        Ok(l) => l,
+        Err(wasm_chord_runtime::RuntimeError::Backend(
+            e @ wasm_chord_core::backend::BackendError::UnsupportedType { .. },
+        )) if backend.name() != "cpu" && !REQUIRED_TYPES.contains(&ty) => {
+            eprintln!("{name:16} skipped on {}: {e}", backend.name());
+            return None;
+        }
+        Err(e) => panic!("{name} on {}: {e}", backend.name()),
+    };
     let worst = ours
         .chunks_exact(n_vocab)
         .zip(reference.chunks_exact(n_vocab))
         .map(|(a, b)| rel_l2(a, b))
         .fold(0.0, f64::max);
-    Outcome {
+    Some(Outcome {
         name,
         worst,
         bound,
         strict,
         spread,
-    }
+    })
 }
 
 #[test]
@@ -164,11 +187,14 @@ fn tiny_models_match_llama_cpp() {
         .collect();
     paths.sort();
     assert!(paths.len() >= 27, "expected every architecture and type");
-    let outcomes: Vec<Outcome> = paths.iter().map(|p| check(p)).collect();
     let mut failed = Vec::new();
-    for o in &outcomes {
-        let ok = o.worst <= o.bound;
-        eprintln!(
+    for (dev, backend) in wasm_chord_cli::test_backends::backends_under_test() {
+        eprintln!("== {dev}");
+        let backend = Arc::new(backend);
+        let outcomes: Vec<Outcome> = paths.iter().filter_map(|p| check(p, &backend)).collect();
+        for o in &outcomes {
+            let ok = o.worst <= o.bound;
+            eprintln!(
             "{:16} rel L2 max {:.3e}  llama.cpp spread max {:.3e}  bound {:.3e} {}  strict {:.3e} {}",
             o.name,
             o.worst,
@@ -178,8 +204,9 @@ fn tiny_models_match_llama_cpp() {
             o.strict,
             if o.worst <= o.strict { "ok" } else { "over" },
         );
-        if !ok {
-            failed.push(o.name.clone());
+            if !ok {
+                failed.push(format!("{dev}: {}", o.name));
+            }
         }
     }
     assert!(failed.is_empty(), "over the bound: {failed:?}");
