@@ -1,0 +1,55 @@
+//! The panic fallback. wasm32 builds abort on panic (no unwinding), and an
+//! aborted call leaves the instance's memory in an unknown state, so every
+//! input is validated and no path is meant to panic. Should one still
+//! happen, the hook records its message first: every later call then fails
+//! with code `POISONED` and that message instead of running on a broken
+//! state, and the JavaScript wrapper turns the trap itself into an `Error`
+//! with code `PANIC`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Once};
+
+static POISONED: AtomicBool = AtomicBool::new(false);
+static MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Installs the hook (once; later calls do nothing).
+pub fn install() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = info.to_string();
+            if let Ok(mut m) = MESSAGE.lock() {
+                m.get_or_insert(msg.clone());
+            }
+            POISONED.store(true, Ordering::SeqCst);
+            #[cfg(target_arch = "wasm32")]
+            web_console_error(&format!("wasm-chord panicked: {msg}"));
+        }));
+    });
+}
+
+#[cfg(target_arch = "wasm32")]
+fn web_console_error(msg: &str) {
+    let console = js_sys::Reflect::get(&js_sys::global(), &"console".into());
+    if let Ok(console) = console {
+        if let Ok(f) = js_sys::Reflect::get(&console, &"error".into()) {
+            if let Some(f) = wasm_bindgen::JsCast::dyn_ref::<js_sys::Function>(&f) {
+                let _ = f.call1(&console, &msg.into());
+            }
+        }
+    }
+}
+
+/// The panic message once the instance is poisoned.
+pub fn message() -> Option<String> {
+    if !POISONED.load(Ordering::SeqCst) {
+        return None;
+    }
+    Some(
+        MESSAGE
+            .lock()
+            .ok()
+            .and_then(|m| m.clone())
+            .unwrap_or_else(|| "a panic".into()),
+    )
+}
