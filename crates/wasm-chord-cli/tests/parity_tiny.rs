@@ -17,14 +17,18 @@
 //! (batched against token by token and other batch splits) on that file: the
 //! max over positions, so the bound is one number per file.
 //!
-//! The floor: 1e-4 relative for float mixes (f32, f16, bf16). For mixes whose
-//! matmuls quantize activations to int8 (every integer type), llama.cpp's two
-//! paths are often bit-identical (spread 0), but ours and its are only equal
-//! up to float rounding order, and one int8 activation that rounds the other
-//! way moves the logits by ~1e-2 relative: llama.cpp's own spread shows
-//! exactly such steps on other files (q4_1 6.6e-3, q3_k 1.7e-2, q5_k 1.8e-2,
-//! gemma3 q4_k_m 1.4e-2). Their floor is therefore 1e-2. The stricter figure
-//! (floor 1e-4 everywhere) is printed for every file as `strict`.
+//! The floor is 1e-4 relative. On the CPU backend that bound holds for
+//! every file, including the integer mixes where llama.cpp's own spread is
+//! exactly 0: there our logits are bit-identical to llama.cpp's, because the
+//! CPU backend computes in llama.cpp's order where the last bit can flip an
+//! int8 activation downstream (activation quantization, the f16 attention
+//! products in its 16-lane GEMM order, its softmax exp, Q5_1's lane order).
+//!
+//! Device backends (WebGPU, Candle) sum in their own orders, and one int8
+//! activation that rounds the other way moves the logits by ~1e-2 relative:
+//! llama.cpp's own spread shows exactly such steps on some files (q4_1
+//! 6.6e-3, q3_k 1.7e-2, q5_k 1.8e-2, gemma3 q4_k_m 1.4e-2). For them the
+//! floor of integer mixes is 1e-2; the strict figure is printed as `strict`.
 //!
 //! It runs on every backend of `wasm_chord_cli::test_backends` (the CPU,
 //! plus WebGPU / Candle when compiled in), with the same bound. A device
@@ -40,11 +44,11 @@ use wasm_chord_runtime::synth::{self, SynthSpec};
 use wasm_chord_runtime::AnyBackend;
 use wasm_chord_runtime::{Logits, Model, Session, SessionConfig};
 
-/// Relative floor for float mixes.
+/// Relative floor.
 const FLOOR: f64 = 1e-4;
-/// Relative floor for mixes that quantize activations to int8: the size of
-/// one activation rounding the other way.
-const FLOOR_INT8: f64 = 1e-2;
+/// Relative floor on device backends for mixes that quantize activations
+/// to int8: the size of one activation rounding the other way.
+const FLOOR_INT8_DEVICE: f64 = 1e-2;
 /// Mixes every backend must run: what the default model and llama.cpp's
 /// Q4_K_M / Q8_0 / F16 mixes use (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, F16,
 /// F32).
@@ -132,10 +136,10 @@ fn check(path: &std::path::Path, backend: &Arc<AnyBackend>) -> Option<Outcome> {
         .iter()
         .map(|v| v.as_f64().unwrap())
         .fold(0.0, f64::max);
-    let floor = if matches!(ty, "f32" | "f16" | "bf16") {
+    let floor = if backend.name() == "cpu" || matches!(ty, "f32" | "f16" | "bf16") {
         FLOOR
     } else {
-        FLOOR_INT8
+        FLOOR_INT8_DEVICE
     };
     let bound = 2.0 * spread.max(floor);
     let strict = 2.0 * spread.max(FLOOR);

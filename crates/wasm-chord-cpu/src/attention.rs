@@ -54,7 +54,7 @@ pub fn attention(
                     continue;
                 }
                 let kr = &k[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
-                let mut s = crate::kernels::dot_f32(&qv, kr);
+                let mut s = dot_f16_products(&qv, kr);
                 s *= p.scale;
                 if let Some(cap) = p.softcap {
                     s = cap * (s * (1.0 / cap)).tanh();
@@ -62,24 +62,113 @@ pub fn attention(
                 max = max.max(s);
                 scores.push((j, s));
             }
-            // Softmax as ggml's soft_max (sum in f64), probabilities rounded
-            // to f16 as ggml's `kq · v` matmul converts them.
-            let mut sum = 0.0f64;
+            // Softmax as ggml's soft_max: its exp polynomial, sums of
+            // 16-lane chunks of cache rows added in f64 (see `softmax_sum`);
+            // probabilities rounded to f16 as ggml's `kq · v` matmul
+            // converts them.
             for s in scores.iter_mut() {
-                s.1 = (s.1 - max).exp();
-                sum += f64::from(s.1);
+                s.1 = ggml_expf(s.1 - max);
             }
+            let sum = softmax_sum(&scores);
             let inv = if sum > 0.0 { (1.0 / sum) as f32 } else { 0.0 };
-            o.iter_mut().for_each(|x| *x = 0.0);
+            // `p · v` in the order of ggml's f16 GEMM (llamafile's tinyBLAS
+            // with 16 lanes): cache row j adds into lane j % 16 of each
+            // output, rows in order, lanes reduced at the end. Products of
+            // two f16 values are exact in f32, so only the order of the
+            // additions matters, and it decides the last bit.
+            // Lane-major (`lanes[lane][dim]`) so each row is one contiguous
+            // multiply-add that vectorizes.
+            let mut lanes = vec![0f32; 16 * hd];
             for &(j, e) in &scores {
                 let pr = round_f16(e * inv);
                 let vr = &v[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
-                for (a, &vv) in o.iter_mut().zip(vr) {
+                let lane = &mut lanes[(j % 16) * hd..(j % 16 + 1) * hd];
+                for (a, &vv) in lane.iter_mut().zip(vr) {
                     *a += pr * vv;
                 }
             }
+            for (d, a) in o.iter_mut().enumerate() {
+                let mut l = [0f32; 16];
+                for (k, x) in l.iter_mut().enumerate() {
+                    *x = lanes[k * hd + d];
+                }
+                *a = reduce16(&l);
+            }
         });
     Ok(())
+}
+
+/// `exp(x)` as ggml-cpu computes it in `ggml_v_expf` (the vector exp of
+/// its soft_max, from ARM's optimized-routines): a degree-5 polynomial on
+/// `x - n·ln2` scaled by `2^n`, within ~1.5 ulp of the true value. It is
+/// not libm's correctly rounded `expf`, and the difference is enough to flip
+/// the f16 rounding of an attention probability now and then, so we compute
+/// the same polynomial, operation for operation (every `mul_add` is one
+/// fused multiply-add there).
+pub(crate) fn ggml_expf(x: f32) -> f32 {
+    let c = f32::from_bits;
+    let r = c(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(c(0x3fb8_aa3b), r); // log2(e)
+    let n = z - r;
+    let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
+    let u = b * b;
+    let j = c(0x3c07_2010)
+        .mul_add(b, c(0x3d2b_9f17))
+        .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
+        .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    // `scalef(j, n)`: j · 2^n rounded once (exact in f64, then to f32).
+    (f64::from(j) * 2f64.powi(n as i32)) as f32
+}
+
+/// The softmax denominator as ggml-cpu's AVX-512 `ggml_vec_soft_max_f32`
+/// adds it: cache rows in chunks of 16 (rows `16c .. 16c + 15`; masked rows
+/// hold 0), each chunk reduced in f32 by the tree of `_mm512_reduce_add_ps`
+/// (halves of 8, 4, then pairs), the chunk sums added in f64.
+fn softmax_sum(scores: &[(usize, f32)]) -> f64 {
+    let mut sum = 0.0f64;
+    let mut i = 0;
+    while i < scores.len() {
+        let chunk = scores[i].0 / 16;
+        let mut lanes = [0f32; 16];
+        while i < scores.len() && scores[i].0 / 16 == chunk {
+            lanes[scores[i].0 % 16] = scores[i].1;
+            i += 1;
+        }
+        sum += f64::from(reduce16(&lanes));
+    }
+    sum
+}
+
+/// `q · k` for f16-valued vectors in the order of ggml's f16 GEMM (16
+/// lanes, element i into lane i % 16, then [`reduce16`]) when the length is
+/// a multiple of 16, as in every real head size; otherwise in 8 lanes.
+fn dot_f16_products(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() % 16 != 0 {
+        return crate::kernels::dot_f32(a, b);
+    }
+    let mut lanes = [0f32; 16];
+    for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
+        for l in 0..16 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    reduce16(&lanes)
+}
+
+/// `_mm512_reduce_add_ps` as GCC expands it.
+fn reduce16(a: &[f32; 16]) -> f32 {
+    let mut t3 = [0f32; 8];
+    for k in 0..8 {
+        t3[k] = a[8 + k] + a[k];
+    }
+    let mut t6 = [0f32; 4];
+    for k in 0..4 {
+        t6[k] = t3[4 + k] + t3[k];
+    }
+    (t6[0] + t6[2]) + (t6[1] + t6[3])
 }
 
 #[cfg(test)]
@@ -177,6 +266,46 @@ mod tests {
                 assert!((a - b).abs() < 1e-4, "{window:?} {softcap:?}: {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn ggml_expf_is_within_two_ulp_of_exp_and_handles_the_ends() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            // Softmax arguments: x - max in [-90, 0], plus a few positives.
+            let x = -90.0 * ((s >> 40) as f32 / (1u64 << 24) as f32) + 1.0;
+            let want = f64::from(x).exp();
+            let got = f64::from(ggml_expf(x));
+            if want < f64::from(f32::MIN_POSITIVE) {
+                assert!((got - want).abs() <= f64::from(f32::MIN_POSITIVE), "{x}");
+                continue;
+            }
+            let ulp = f64::from(f32::EPSILON) * want;
+            assert!((got - want).abs() <= 2.0 * ulp, "exp({x}): {got} vs {want}");
+        }
+        assert_eq!(ggml_expf(0.0), 1.0);
+        assert_eq!(ggml_expf(f32::NEG_INFINITY), 0.0);
+        assert_eq!(ggml_expf(-1000.0), 0.0);
+        assert_eq!(ggml_expf(1000.0), f32::INFINITY);
+    }
+
+    #[test]
+    fn softmax_sum_adds_16_lane_chunks_in_reduction_order() {
+        let scores: Vec<(usize, f32)> = (0..40).map(|j| (j, 1.0 + j as f32 * 1e-3)).collect();
+        let exact: f64 = scores.iter().map(|s| f64::from(s.1)).sum();
+        assert!((softmax_sum(&scores) - exact).abs() < 1e-5);
+        // Rows missing from a chunk (masked) count as zero lanes.
+        let sparse = [(3usize, 2.0f32), (17, 3.0), (18, 4.0)];
+        assert_eq!(softmax_sum(&sparse), 9.0);
+        let mut lanes = [0f32; 16];
+        lanes[0] = 1.0;
+        lanes[8] = 1e8;
+        lanes[1] = -1e8;
+        // (a[8] + a[0]) is formed before anything meets a[1].
+        assert_eq!(reduce16(&lanes), (1e8f32 + 1.0) + -1e8);
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn matmul(w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Res
         GgmlType::Q4_0 => mm::<BlockQ4_0>(w, x, n_tokens, out, kernels::Q4_0),
         GgmlType::Q4_1 => mm::<BlockQ4_1>(w, x, n_tokens, out, RowKernel::scalar::<BlockQ4_1>()),
         GgmlType::Q5_0 => mm::<BlockQ5_0>(w, x, n_tokens, out, kernels::Q5_0),
-        GgmlType::Q5_1 => mm::<BlockQ5_1>(w, x, n_tokens, out, RowKernel::scalar::<BlockQ5_1>()),
+        GgmlType::Q5_1 => mm::<BlockQ5_1>(w, x, n_tokens, out, kernels::Q5_1),
         GgmlType::Q8_0 => mm::<BlockQ8_0>(w, x, n_tokens, out, kernels::Q8_0),
         GgmlType::Q2_K => mm::<BlockQ2K>(w, x, n_tokens, out, RowKernel::scalar::<BlockQ2K>()),
         GgmlType::Q3_K => mm::<BlockQ3K>(w, x, n_tokens, out, RowKernel::scalar::<BlockQ3K>()),

@@ -153,6 +153,12 @@ row_kernel!(
     dot_q4_0_q8_0,
     portable::dot_q4_0
 );
+/// Q5_1 weight rows · Q8_1 activations, in ggml-cpu's x86 order
+/// (`portable::dot_q5_1`, which LLVM vectorizes; no intrinsics needed).
+pub(crate) const Q5_1: RowKernel<wasm_chord_core::quant::BlockQ8_1> = RowKernel {
+    one: portable::dot_q5_1,
+    four: |row, acts| acts.map(|a| portable::dot_q5_1(row, a)),
+};
 row_kernel!(
     /// Q4_K weight rows · Q8_K activations.
     Q4_K,

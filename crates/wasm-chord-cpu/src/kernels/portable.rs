@@ -79,3 +79,40 @@ pub(crate) fn dot_q4_0(row: &[u8], acts: &[BlockQ8_0]) -> f32 {
     }
     sumf
 }
+
+/// The eight lanes of ggml's x86 `hsum_float_8`: upper half onto lower,
+/// then lanes 2-3 onto 0-1, then lane 1 onto 0.
+#[inline]
+fn hsum8(a: &[f32; 8]) -> f32 {
+    let r = [a[4] + a[0], a[5] + a[1], a[6] + a[2], a[7] + a[3]];
+    (r[0] + r[2]) + (r[1] + r[3])
+}
+
+/// Q5_1 weight row · Q8_1 activations, in the order of ggml-cpu's x86
+/// kernel (`ggml_vec_dot_q5_1_q8_1`): eight float lanes, lane k taking the
+/// exact integer dot of values 4k..4k+3 of every block times `d_x · d_y` by
+/// a fused multiply-add, the lanes summed by `hsum_float_8`, and the
+/// blocks' `m_x · s_y` terms summed apart and added last. Unlike the other
+/// types, Q5_1's rounding differs from core's reference order often enough
+/// to flip an int8 activation downstream, so this order is the one we use.
+pub(crate) fn dot_q5_1(row: &[u8], acts: &[wasm_chord_core::quant::BlockQ8_1]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut summs = 0f32;
+    for (x, y) in row.chunks_exact(24).zip(acts) {
+        let dx = d_at(x);
+        let mx = f16_bits_to_f32(u16::from_le_bytes([x[2], x[3]]));
+        summs = mx.mul_add(f16_bits_to_f32(y.s), summs);
+        let qh = u32::from_le_bytes([x[4], x[5], x[6], x[7]]);
+        let mut v = [0i32; 32];
+        for (j, &q) in x[8..24].iter().enumerate() {
+            v[j] = i32::from(q & 0x0F) | (((qh >> j) & 1) << 4) as i32;
+            v[j + 16] = i32::from(q >> 4) | (((qh >> (j + 16)) & 1) << 4) as i32;
+        }
+        let d = dx * f16_bits_to_f32(y.d);
+        for (k, lane) in acc.iter_mut().enumerate() {
+            let q: i32 = (4 * k..4 * k + 4).map(|j| v[j] * i32::from(y.qs[j])).sum();
+            *lane = (q as f32).mul_add(d, *lane);
+        }
+    }
+    hsum8(&acc) + summs
+}

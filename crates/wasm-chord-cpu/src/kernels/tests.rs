@@ -199,3 +199,10 @@ fn portable_kernels_are_bit_identical_to_reference() {
     same::<BlockQ5_0>(portable::dot_q5_0);
     same::<BlockQ4_0>(portable::dot_q4_0);
 }
+
+#[test]
+fn q5_1_in_ggml_order_matches_reference() {
+    // Scales d and m at bytes 0 and 2 of each block.
+    check::<wasm_chord_core::quant::BlockQ5_1>(&[0, 2], portable::dot_q5_1);
+    check4::<wasm_chord_core::quant::BlockQ5_1>(&[0, 2], Q5_1.four);
+}
