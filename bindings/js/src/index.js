@@ -1,0 +1,494 @@
+// wasm-chord for the browser and Node: the public API over the wasm-bindgen
+// module in ../pkg (built by scripts/web/build.sh). Types: ./index.d.ts.
+//
+// Design notes:
+// - Model bytes go from the network (or a Blob, or a file in Node) into wasm
+//   memory chunk by chunk: JavaScript never holds a second whole copy.
+// - Generation runs one token per wasm call and yields to the event loop in
+//   between, so the page stays responsive and an AbortSignal can stop it.
+// - Every error is a WasmChordError with a `code`. Should the wasm module
+//   ever trap (a panic), the call throws code PANIC and every later call
+//   throws code POISONED: the instance is not used on a broken state.
+
+import initWasm, * as wasm from "../pkg/wasm_chord_web.js";
+import { openModelCache } from "./cache.js";
+
+export { clearModelCache } from "./cache.js";
+
+/** An error from wasm-chord, with a stable `code` (see index.d.ts). */
+export class WasmChordError extends Error {
+  constructor(code, message, options) {
+    super(message, options);
+    this.name = "WasmChordError";
+    this.code = code;
+  }
+}
+
+const isNode =
+  typeof process !== "undefined" && process.versions != null && process.versions.node != null;
+
+let ready = null;
+let poisoned = null;
+
+/**
+ * Loads and instantiates the wasm module once. Called by loadModel; call it
+ * yourself to pass the module's bytes, a URL or a compiled WebAssembly.Module.
+ */
+export function init(moduleOrPath) {
+  if (!ready) {
+    ready = (async () => {
+      let input = moduleOrPath;
+      if (input === undefined && isNode) {
+        const { readFile } = await import("node:fs/promises");
+        input = await readFile(new URL("../pkg/wasm_chord_web_bg.wasm", import.meta.url));
+      }
+      await initWasm(input === undefined ? undefined : { module_or_path: input });
+    })();
+    ready.catch(() => {
+      ready = null;
+    });
+  }
+  return ready;
+}
+
+function convert(e) {
+  if (e instanceof WasmChordError) return e;
+  if (typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError) {
+    let detail = e.message;
+    try {
+      detail = wasm.panicMessage() ?? detail;
+    } catch {
+      // The instance is gone; keep the trap's own message.
+    }
+    poisoned = new WasmChordError(
+      "POISONED",
+      `the wasm-chord module failed earlier (${detail}); load it again (a new page or worker)`,
+    );
+    return new WasmChordError("PANIC", `wasm-chord failed: ${detail}`, { cause: e });
+  }
+  if (e && typeof e === "object" && typeof e.code === "string" && e.name === "WasmChordError") {
+    return new WasmChordError(e.code, e.message);
+  }
+  return e;
+}
+
+/** Runs a call into wasm, turning its failures into WasmChordErrors. */
+function call(f) {
+  if (poisoned) throw poisoned;
+  try {
+    return f();
+  } catch (e) {
+    throw convert(e);
+  }
+}
+
+function abortError(signal) {
+  return new WasmChordError("ABORTED", "aborted", { cause: signal?.reason });
+}
+
+/** Lets the event loop run (abort handlers, rendering) between tokens. */
+function yieldToEventLoop() {
+  if (typeof setImmediate === "function") return new Promise((r) => setImmediate(r));
+  if (globalThis.scheduler?.yield) return globalThis.scheduler.yield();
+  return new Promise((r) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => {
+      ch.port1.close();
+      r();
+    };
+    ch.port2.postMessage(0);
+  });
+}
+
+/** The backend models run on in this build: "cpu". */
+export function backend() {
+  return "cpu";
+}
+
+/**
+ * Backends this build can use, best first. A WebGPU build will put "webgpu"
+ * first when navigator.gpu gives an adapter; this build has the CPU path only.
+ */
+export async function availableBackends() {
+  return ["cpu"];
+}
+
+/** What the module was built with ({version, backend, simd128, threads, maxModelBytes}). */
+export async function buildInfo() {
+  await init();
+  return call(() => wasm.buildInfo());
+}
+
+const CHUNK = 1 << 20;
+
+async function* chunksOf(source, signal) {
+  if (source instanceof Uint8Array) {
+    for (let i = 0; i < source.length; i += 16 * CHUNK) yield source.subarray(i, i + 16 * CHUNK);
+    return;
+  }
+  if (source instanceof ArrayBuffer) {
+    yield* chunksOf(new Uint8Array(source), signal);
+    return;
+  }
+  if (typeof ReadableStream !== "undefined" && source instanceof ReadableStream) {
+    const reader = source.getReader();
+    try {
+      for (;;) {
+        if (signal?.aborted) throw abortError(signal);
+        const { value, done } = await reader.read();
+        if (done) return;
+        yield value;
+      }
+    } finally {
+      reader.releaseLock?.();
+    }
+  }
+  if (typeof Blob !== "undefined" && source instanceof Blob) {
+    for (let i = 0; i < source.size; i += 16 * CHUNK) {
+      if (signal?.aborted) throw abortError(signal);
+      yield new Uint8Array(await source.slice(i, i + 16 * CHUNK).arrayBuffer());
+    }
+    return;
+  }
+  throw new WasmChordError("INVALID_ARGUMENT", "expected a URL, a File/Blob, bytes or a ReadableStream");
+}
+
+/** Feeds chunks into a ModelLoader, reporting download progress. */
+async function receive(loader, chunks, total, signal, report) {
+  let loaded = 0;
+  for await (const chunk of chunks) {
+    if (signal?.aborted) throw abortError(signal);
+    call(() => loader.push(chunk));
+    loaded += chunk.length;
+    report(loaded, total);
+  }
+  return loaded;
+}
+
+function progressReporter(onProgress, cached) {
+  return (phase, loaded, total) => {
+    if (!onProgress) return;
+    const fraction =
+      phase === "load" ? loaded : total ? Math.min(1, loaded / total) : undefined;
+    onProgress({ phase, loaded: phase === "load" ? undefined : loaded, total, fraction, cached });
+  };
+}
+
+function finishLoad(loader, options, cached) {
+  const report = progressReporter(options.onProgress, cached);
+  const model = call(() =>
+    loader.finish(options.sha256?.toLowerCase(), options.contextSize, (f) => {
+      if (options.signal?.aborted) return false;
+      report("load", f);
+      return true;
+    }),
+  );
+  return model;
+}
+
+async function loadFromChunks(chunks, total, options, cached) {
+  const loader = call(() => new wasm.ModelLoader(total ?? undefined));
+  try {
+    const report = progressReporter(options.onProgress, cached);
+    await receive(loader, chunks, total, options.signal, (l, t) => report("download", l, t));
+    const sha256 = call(() => loader.sha256());
+    const raw = finishLoad(loader, options, cached);
+    return { raw, sha256, size: raw.info().fileBytes };
+  } catch (e) {
+    if (options.signal?.aborted) throw abortError(options.signal);
+    throw convert(e);
+  } finally {
+    loader.free();
+  }
+}
+
+async function loadFromUrl(url, options) {
+  const cache = options.cache === false ? null : await openModelCache(options.cacheName);
+  if (cache) {
+    const hit = await cache.lookup(url);
+    if (hit) {
+      try {
+        const expect = options.sha256 ?? hit.meta.sha256;
+        const { raw } = await loadFromChunks(
+          chunksOf(hit.body, options.signal),
+          hit.meta.size,
+          { ...options, sha256: expect },
+          true,
+        );
+        return raw;
+      } catch (e) {
+        if (e.code !== "INTEGRITY" && e.code !== "BAD_MODEL") throw e;
+        console.warn(`wasm-chord: the cached copy of ${url} failed its check (${e.message}); downloading it again`);
+        await cache.remove(url);
+      }
+    }
+  }
+  let resp;
+  try {
+    resp = await fetch(url, { signal: options.signal });
+  } catch (e) {
+    if (options.signal?.aborted) throw abortError(options.signal);
+    throw new WasmChordError("NETWORK", `fetching ${url} failed: ${e.message}`, { cause: e });
+  }
+  if (!resp.ok || !resp.body) {
+    throw new WasmChordError("NETWORK", `fetching ${url} failed: HTTP ${resp.status}`);
+  }
+  // With a content encoding the length is that of the compressed body.
+  const len = resp.headers.get("content-encoding") ? null : resp.headers.get("content-length");
+  const total = len != null && /^\d+$/.test(len) ? Number(len) : undefined;
+  let body = resp.body;
+  let store = null;
+  if (cache) {
+    const [mine, theirs] = body.tee();
+    body = mine;
+    store = cache.begin(url, theirs);
+  }
+  let loaded;
+  try {
+    loaded = await loadFromChunks(chunksOf(body, options.signal), total, options, false);
+  } catch (e) {
+    store?.abort();
+    throw e;
+  }
+  // Only a file that passed every check is kept, with its digest and size.
+  await store?.commit({ sha256: loaded.sha256, size: loaded.size });
+  return loaded.raw;
+}
+
+async function nodeFileChunks(path, signal) {
+  const { open } = await import("node:fs/promises");
+  const fh = await open(path, "r");
+  const { size } = await fh.stat();
+  async function* gen() {
+    try {
+      const buf = new Uint8Array(16 * CHUNK);
+      for (;;) {
+        if (signal?.aborted) throw abortError(signal);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) return;
+        yield buf.subarray(0, bytesRead);
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+  return { chunks: gen(), size };
+}
+
+/**
+ * Loads a GGUF model from a URL (streamed, cached), a File/Blob, bytes, a
+ * ReadableStream, or (in Node) a file path. See index.d.ts for the options.
+ */
+export async function loadModel(source, options = {}) {
+  if (options.backend && options.backend !== "cpu" && options.backend !== "auto") {
+    throw new WasmChordError(
+      "UNSUPPORTED_BACKEND",
+      `backend "${options.backend}" is not in this build (available: cpu)`,
+    );
+  }
+  await init();
+  if (options.signal?.aborted) throw abortError(options.signal);
+  let raw;
+  const isUrlLike = typeof source === "string" || source instanceof URL;
+  if (isUrlLike && isNode && !/^(https?|data|blob):/i.test(String(source))) {
+    const path = source instanceof URL ? source : String(source).replace(/^file:\/\//, "");
+    const { chunks, size } = await nodeFileChunks(path, options.signal);
+    raw = (await loadFromChunks(chunks, size, options, false)).raw;
+  } else if (isUrlLike) {
+    raw = await loadFromUrl(String(source), options);
+  } else {
+    const size = source?.size ?? source?.byteLength;
+    raw = (await loadFromChunks(chunksOf(source, options.signal), size, options, false)).raw;
+  }
+  return new Model(raw);
+}
+
+function generateOptionsJson(options) {
+  const { signal, onText, ...rest } = options;
+  void signal;
+  void onText;
+  const o = { ...rest };
+  if (o.logitBias) {
+    const bias = {};
+    const entries = o.logitBias instanceof Map ? o.logitBias.entries() : Object.entries(o.logitBias);
+    for (const [k, v] of entries) bias[k] = v === -Infinity ? null : v;
+    o.logitBias = bias;
+  }
+  return JSON.stringify(o);
+}
+
+/**
+ * A running generation: iterate it for text pieces (for await), or await
+ * `.result` for the whole text, stop reason and speed.
+ */
+export class TextStream {
+  #iterator;
+  #started = false;
+  #result;
+
+  constructor(iterator, result) {
+    this.#iterator = iterator;
+    this.#result = result;
+  }
+
+  [Symbol.asyncIterator]() {
+    if (this.#started) throw new WasmChordError("INVALID_ARGUMENT", "a TextStream can be read once");
+    this.#started = true;
+    return this.#iterator;
+  }
+
+  /** Resolves when generation ends (reading the stream if nobody does). */
+  get result() {
+    if (!this.#started) {
+      this.#started = true;
+      (async () => {
+        for await (const _ of this.#iterator) void _;
+      })().catch(() => {});
+    }
+    return this.#result;
+  }
+}
+
+/** A loaded model with its conversation cache. */
+export class Model {
+  #raw;
+  #info;
+
+  constructor(raw) {
+    this.#raw = raw;
+    this.#info = call(() => raw.info());
+  }
+
+  /** {architecture, name, nVocab, nCtxTrain, nLayer, nEmbd, contextSize, fileBytes, chatTemplate, ...}. */
+  get info() {
+    return this.#info;
+  }
+
+  /** The backend this model runs on ("cpu"). */
+  backend() {
+    return call(() => this.#raw.backend());
+  }
+
+  tokenize(text, { addSpecial = true, parseSpecial = false } = {}) {
+    return call(() => this.#raw.tokenize(String(text), addSpecial, parseSpecial));
+  }
+
+  detokenize(tokens) {
+    return call(() => this.#raw.detokenize(Uint32Array.from(tokens)));
+  }
+
+  /** The prompt text for `messages` with the model's chat template. */
+  applyChatTemplate(messages, { addGenerationPrompt = true } = {}) {
+    return call(() => this.#raw.renderChat(JSON.stringify(messages), addGenerationPrompt));
+  }
+
+  #prompt(input) {
+    if (typeof input === "string") return this.tokenize(input);
+    if (input instanceof Uint32Array || Array.isArray(input)) return Uint32Array.from(input);
+    if (input && Array.isArray(input.messages)) {
+      return call(() => this.#raw.chatTokens(JSON.stringify(input.messages)));
+    }
+    throw new WasmChordError("INVALID_ARGUMENT", "expected a prompt string, token ids or {messages}");
+  }
+
+  /**
+   * Generates after `input` (a prompt string, token ids or {messages}).
+   * Returns a TextStream: `for await (const piece of stream)` or `await stream.result`.
+   */
+  generate(input, options = {}) {
+    const prompt = this.#prompt(input);
+    const gen = call(() => this.#raw.start(prompt, generateOptionsJson(options)));
+    const { signal, onText } = options;
+    let settled = false;
+    let resolve, reject;
+    const result = new Promise((res, rej) => {
+      resolve = (v) => {
+        settled = true;
+        res(v);
+      };
+      reject = (e) => {
+        settled = true;
+        rej(e);
+      };
+    });
+    result.catch(() => {});
+    async function* run() {
+      let text = "";
+      try {
+        for (;;) {
+          if (signal?.aborted) {
+            const rest = gen.cancel();
+            if (rest) {
+              text += rest;
+              onText?.(rest);
+              yield rest;
+            }
+            throw abortError(signal);
+          }
+          const piece = call(() => gen.step());
+          if (piece === undefined) break;
+          if (piece) {
+            text += piece;
+            if (onText?.(piece) === false) {
+              const rest = gen.cancel();
+              if (rest) {
+                text += rest;
+                yield piece + rest;
+              } else {
+                yield piece;
+              }
+              break;
+            }
+            yield piece;
+          }
+          await yieldToEventLoop();
+        }
+        resolve({
+          text,
+          tokens: call(() => gen.tokens()),
+          stopReason: call(() => gen.stopReason()) ?? "aborted",
+          stats: { ...call(() => gen.stats()), backend: "cpu" },
+        });
+      } catch (e) {
+        const err = convert(e);
+        reject(err);
+        throw err;
+      } finally {
+        if (!poisoned) {
+          // The reader stopped early (break out of for await): end as aborted.
+          const rest = gen.cancel();
+          if (!settled) {
+            resolve({
+              text: text + rest,
+              tokens: gen.tokens(),
+              stopReason: "aborted",
+              stats: { ...gen.stats(), backend: "cpu" },
+            });
+          }
+          gen.free();
+        }
+      }
+    }
+    return new TextStream(run(), result);
+  }
+
+  /** Callback form: calls `onText(piece)` (return false to stop) and resolves with the result. */
+  async complete(input, options = {}) {
+    return this.generate(input, options).result;
+  }
+
+  /** Generates the assistant's reply to `messages` with the model's chat template. */
+  chat(messages, options = {}) {
+    return this.generate({ messages }, options);
+  }
+
+  /** Forgets the cached conversation. */
+  reset() {
+    call(() => this.#raw.reset());
+  }
+
+  /** Frees the model's wasm memory; the object is unusable afterwards. */
+  dispose() {
+    if (!poisoned) this.#raw.free();
+  }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the npm package in bindings/js: wasm-pack compiles
+# crates/wasm-chord-web for wasm32-unknown-unknown with simd128 (wasm has no
+# run-time feature detection, so the whole package requires a browser or
+# Node with WebAssembly SIMD: Chrome 91+, Firefox 89+, Safari 16.4+, Node 16+)
+# and wasm-bindgen writes ESM glue and TypeScript types into bindings/js/pkg.
+# wasm-pack's own wasm-opt download is off; Debian's binaryen (`wasm-opt`)
+# optimizes the module when it is installed.
+#
+#   scripts/web/build.sh [--dev]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+profile=--release
+if [ "${1:-}" = "--dev" ]; then profile=--dev; fi
+
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+simd128" \
+  wasm-pack --quiet build crates/wasm-chord-web "$profile" --target web \
+  --out-dir ../../bindings/js/pkg --out-name wasm_chord_web --no-pack
+
+wasm=bindings/js/pkg/wasm_chord_web_bg.wasm
+if [ "$profile" = --release ] && command -v wasm-opt >/dev/null 2>&1; then
+  wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types \
+    "$wasm" -o "$wasm.opt" && mv "$wasm.opt" "$wasm"
+fi
+rm -f bindings/js/pkg/.gitignore
+echo "built bindings/js/pkg ($(du -h "$wasm" | cut -f1) wasm)"

@@ -1,0 +1,101 @@
+// End-to-end test of the demo page in headless Chromium (Debian's
+// /usr/bin/chromium, driven by playwright-core): loads a tiny model by URL,
+// generates greedily in "plain completion" mode and requires the text to
+// equal the native CLI's greedy output for the same model and prompt; then
+// opens the page again and requires the model to come from the cache (no
+// second download). Saves screenshots under target/web-artifacts/.
+//
+//   node scripts/web/e2e.mjs MODEL_DIR MODEL_NAME PROMPT N NATIVE_TEXT_FILE
+import { chromium } from "../../bindings/js/node_modules/playwright-core/index.mjs";
+import { mkdtemp, readFile, rm, mkdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { serve } from "./serve.mjs";
+
+const [modelDir, modelName, prompt, n, nativeFile] = process.argv.slice(2);
+const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
+const artifacts = join(ROOT, "target", "web-artifacts");
+await mkdir(artifacts, { recursive: true });
+const want = await readFile(nativeFile, "utf8");
+
+const server = await serve({ models: modelDir });
+const profile = await mkdtemp(join(tmpdir(), "wasm-chord-chromium-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+  ],
+  viewport: { width: 1100, height: 900 },
+});
+let failed = 0;
+const check = (ok, what) => {
+  console.log(`${ok ? "ok" : "FAILED"}: ${what}`);
+  if (!ok) failed++;
+};
+try {
+  const page = context.pages()[0] ?? (await context.newPage());
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => ["error", "warning"].includes(m.type()) && errors.push(m.text()));
+  const modelPath = `/models/${modelName}`;
+  const url = `${server.url}/examples/web/?model=${encodeURIComponent(modelPath)}`;
+
+  async function loadAndGenerate() {
+    await page.goto(url);
+    await page.click("#load-url");
+    await page.waitForSelector('#status[data-state="ready"], #status[data-state="error"]', {
+      timeout: 60000,
+    });
+    const state = await page.getAttribute("#status", "data-state");
+    if (state !== "ready") throw new Error(`load failed: ${await page.textContent("#status")}`);
+    await page.check('input[name="mode"][value="complete"]');
+    await page.check("#greedy");
+    await page.fill("#max-tokens", String(n));
+    await page.fill("#prompt", prompt);
+    await page.click("#send");
+    await page.waitForSelector('#gen-state[data-state="done"], #gen-state[data-state="error"]', {
+      timeout: 60000,
+    });
+    return {
+      text: await page.textContent("#output"),
+      cached: await page.getAttribute("#status", "data-cached"),
+      backend: await page.textContent("#backend"),
+      tps: await page.textContent("#tps"),
+      gen: await page.textContent("#gen-state"),
+    };
+  }
+
+  const first = await loadAndGenerate();
+  const afterFirst = server.hits.get(modelPath);
+  console.log("model GETs after the first visit:", afterFirst);
+  await page.screenshot({ path: join(artifacts, "demo.png"), fullPage: true });
+  console.log(`first visit: ${first.gen}; ${first.tps}; backend ${first.backend}`);
+  check(first.text === want, `greedy text equals the native CLI's (${JSON.stringify(first.text)} vs ${JSON.stringify(want)})`);
+  check(first.backend.startsWith("cpu"), `backend shown: ${first.backend}`);
+  check(first.cached === "false", "first visit downloads");
+  check(/tokens\/s/.test(first.tps), `speed shown: ${first.tps}`);
+
+  const second = await loadAndGenerate();
+  await page.screenshot({ path: join(artifacts, "demo-second-visit.png"), fullPage: true });
+  check(second.cached === "true", "second visit loads from the cache");
+  check(server.hits.get(modelPath) === 1, `model downloaded once (${JSON.stringify([...server.hits])})`);
+  check(second.text === want, "same text from the cached model");
+  check(errors.length === 0, `no page errors ${JSON.stringify(errors)}`);
+} catch (e) {
+  console.log(`FAILED: ${e.stack ?? e}`);
+  failed++;
+} finally {
+  await context.close();
+  await server.close();
+  await rm(profile, { recursive: true, force: true });
+}
+console.log(`e2e: ${failed === 0 ? "passed" : `${failed} check(s) failed`}`);
+process.exit(failed === 0 ? 0 : 1);
