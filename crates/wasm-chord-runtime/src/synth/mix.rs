@@ -43,7 +43,7 @@ pub enum Role {
 /// Names accepted by [`Mix::parse`].
 pub const MIX_NAMES: &[&str] = &[
     "q4_k_m", "f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k",
-    "q5_k", "q6_k",
+    "q5_k", "q6_k", "iq4_nl", "iq4_xs",
 ];
 
 const PURE: &[(&str, GgmlType, u32)] = &[
@@ -60,6 +60,8 @@ const PURE: &[(&str, GgmlType, u32)] = &[
     ("q4_k", GgmlType::Q4_K, 14),
     ("q5_k", GgmlType::Q5_K, 16),
     ("q6_k", GgmlType::Q6_K, 18),
+    ("iq4_nl", GgmlType::IQ4_NL, 25),
+    ("iq4_xs", GgmlType::IQ4_XS, 30),
 ];
 
 impl Mix {
@@ -149,6 +151,7 @@ fn fallback(t: GgmlType, ncols: u64) -> GgmlType {
         GgmlType::Q4_K => GgmlType::Q5_0,
         GgmlType::Q5_K => GgmlType::Q5_1,
         GgmlType::Q6_K => GgmlType::Q8_0,
+        GgmlType::IQ4_XS => GgmlType::IQ4_NL,
         other => other,
     };
     if ncols % r.block_size() as u64 != 0 {
@@ -167,7 +170,7 @@ mod tests {
         for n in MIX_NAMES {
             assert_eq!(Mix::parse(n).unwrap().name(), *n);
         }
-        assert!(Mix::parse("iq4_xs").is_none());
+        assert!(Mix::parse("iq2_xs").is_none());
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! GGUF writer needs every tensor's size first): about the size of the output
 //! file (e.g. ~5 GB for `llama-8b` in `q4_k_m`).
 
+mod iq4;
 mod mix;
 mod presets;
 mod rng;
@@ -360,7 +361,9 @@ fn fill(spec: &SynthSpec, t: &Planned) -> Result<Vec<u8>, SynthError> {
                         let rows = dst.len() / row_bytes;
                         buf.resize(rows * ncols, 0.0f32);
                         Rng::new(seed, &format!("{name}#{i}")).fill_normal(&mut buf, mean, std);
-                        wasm_chord_core::quant::quantize(ty, &buf, dst)?;
+                        if iq4::encode(ty, &buf, dst).is_none() {
+                            wasm_chord_core::quant::quantize(ty, &buf, dst)?;
+                        }
                     }
                     Ok(())
                 })
