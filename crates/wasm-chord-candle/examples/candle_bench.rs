@@ -231,10 +231,16 @@ fn parity(args: &[String]) {
         let want = logits(&file, CpuBackend::new(), &toks, split);
         let have = logits(&file, be.clone(), &toks, split);
         let a = compare(&want, &have, n_vocab);
+        // The reference quantizes activations as ggml-cpu does (Q8_K for
+        // K-quants, Q8_0 for Q8_0); candle's CUDA kernels use Q8_1 (one
+        // scale per 32 values) for every type, as llama.cpp's CUDA backend
+        // does, so K-quant mixes differ by that rounding. f16 and q8_0 must
+        // agree to a few 1e-3.
+        let tol = if mix == "q4_k_m" { 0.1 } else { 0.03 };
         let ok = have.iter().all(|v| v.is_finite())
-            && a.worst_rel_l2 < 0.03
+            && a.worst_rel_l2 < tol
             && a.top1_agree == a.top1_checked
-            && a.worst_top20_mean_abs < 0.1;
+            && a.worst_top20_mean_abs < tol;
         failed += usize::from(!ok);
         println!(
             "| {} | {preset} | {mix} | {:.2e} | {}/{} | {:.4} |{}",

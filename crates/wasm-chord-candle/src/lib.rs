@@ -203,10 +203,23 @@ impl CandleBackend {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(i: usize) -> Result<Device> {
-    Device::new_cuda(i).map_err(|e| BackendError::NotAvailable {
+    // One explicit stream for the device (not candle's per-thread default
+    // stream), so that sessions on several threads share it.
+    let d = Device::new_cuda_with_stream(i).map_err(|e| BackendError::NotAvailable {
         backend: "cuda",
         reason: e.to_string(),
-    })
+    })?;
+    // WASMCHORD_CUDA_EVENT_TRACKING=1 keeps candle's default, for
+    // measuring what it costs.
+    let keep = std::env::var("WASMCHORD_CUDA_EVENT_TRACKING").is_ok_and(|v| v == "1");
+    if let (false, Ok(c)) = (keep, d.as_cuda_device()) {
+        // SAFETY: every tensor of this backend lives on the device's one
+        // stream (created above; cuBLAS runs on it too), so no cross-stream synchronization is needed; the
+        // per-kernel event records it would add cost several microseconds
+        // per op, which decides decode speed on small models.
+        unsafe { c.disable_event_tracking() };
+    }
+    Ok(d)
 }
 
 #[cfg(not(feature = "cuda"))]

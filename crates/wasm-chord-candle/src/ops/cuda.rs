@@ -10,10 +10,6 @@ use wasm_chord_core::backend::{GluKind, RopeKind};
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/wc_kernels.ptx"));
 const MODULE: &str = "wasm_chord_candle";
 
-fn func(dev: &CudaDevice, name: &str) -> Result<candle_core::cuda_backend::CudaFunc> {
-    dev.get_or_load_custom_func(name, MODULE, PTX)
-}
-
 /// The f32 elements of a contiguous tensor, from its offset.
 fn view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
     let Some((a, b)) = l.contiguous_offsets() else {
@@ -65,7 +61,7 @@ pub(crate) fn rms_norm(
     let (xv, wv) = (view(x, lx)?, view(w, lw)?);
     let out = alloc(dev, n)?;
     if p.n_rows > 0 {
-        let f = func(dev, "wc_rms_norm")?;
+        let f = dev.get_or_load_custom_func("wc_rms_norm", MODULE, PTX)?;
         let mut b = f.builder();
         let dim = i32_arg(p.dim)?;
         b.arg(&xv).arg(&wv).arg(&out).arg(&dim).arg(&p.eps);
@@ -100,7 +96,7 @@ pub(crate) fn rope(
     let out = alloc(dev, n)?;
     let pairs = n / 2;
     if pairs > 0 {
-        let f = func(dev, "wc_rope")?;
+        let f = dev.get_or_load_custom_func("wc_rope", MODULE, PTX)?;
         let mut b = f.builder();
         let (nt, nh, hd, nr) = (
             i32_arg(p.n_tok)?,
@@ -149,7 +145,11 @@ pub(crate) fn attention(
     let qpos = view_u32(cuda_storage(&qs)?, ql)?;
     let kpos = view_u32(cuda_storage(&ks)?, kl)?;
     let scores = alloc(dev, n_tok * p.n_heads * n_slots)?;
-    let f = func(dev, "wc_attention")?;
+    // WASMCHORD_CUDA_ATTN_V1=1 selects the first kernel (for comparison).
+    static V1: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let v1 = *V1.get_or_init(|| std::env::var("WASMCHORD_CUDA_ATTN_V1").is_ok_and(|v| v == "1"));
+    let name = if v1 { "wc_attention" } else { "wc_attention2" };
+    let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
     let mut b = f.builder();
     let (nh, nkv, hd, ns) = (
         i32_arg(p.n_heads)?,
@@ -169,7 +169,7 @@ pub(crate) fn attention(
     let cfg = LaunchConfig {
         grid_dim: ((n_tok * p.n_heads) as u32, 1, 1),
         block_dim: (256, 1, 1),
-        shared_mem_bytes: (p.head_dim * 4) as u32,
+        shared_mem_bytes: ((p.head_dim + 256) * 4) as u32,
     };
     // SAFETY: sizes of q, k, v were checked against the positions by the
     // caller; the scratch holds n_slots scores per (token, head).
@@ -194,7 +194,7 @@ pub(crate) fn glu(
     }
     let out = alloc(dev, p.n)?;
     if p.n > 0 {
-        let f = func(dev, "wc_glu")?;
+        let f = dev.get_or_load_custom_func("wc_glu", MODULE, PTX)?;
         let mut b = f.builder();
         let n = i32_arg(p.n)?;
         let kind = i32::from(p.kind == GluKind::GeluTanh);
@@ -227,7 +227,7 @@ pub(crate) fn write_rows(
         candle_core::bail!("write_rows: destination is not contiguous");
     };
     let mut dv = dst.as_cuda_slice_mut::<f32>()?.slice_mut(a..b_end);
-    let f = func(&dev, "wc_write_rows")?;
+    let f = &dev.get_or_load_custom_func("wc_write_rows", MODULE, PTX)?;
     let mut b = f.builder();
     let (nr, w) = (i32_arg(p.rows.len())?, i32_arg(p.width)?);
     b.arg(&mut dv).arg(&sv).arg(&rows).arg(&nr).arg(&w);
@@ -242,7 +242,7 @@ pub(crate) fn argmax(p: &Argmax, x: &CudaStorage, lx: &Layout) -> Result<(CudaSt
     let xv = view(x, lx)?;
     // SAFETY: the kernel writes the single element.
     let out = unsafe { dev.alloc::<u32>(1) }?;
-    let f = func(dev, "wc_argmax")?;
+    let f = dev.get_or_load_custom_func("wc_argmax", MODULE, PTX)?;
     let mut b = f.builder();
     let n = i32_arg(p.n)?;
     b.arg(&xv).arg(&n).arg(&out);

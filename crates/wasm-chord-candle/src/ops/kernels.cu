@@ -203,3 +203,102 @@ extern "C" __global__ void wc_argmax(const float* x, int n, unsigned* out) {
     }
     if (threadIdx.x == 0) out[0] = si[0] == 0x7fffffff ? 0u : (unsigned)si[0];
 }
+
+// Attention, second version: the same arithmetic as wc_attention with more
+// parallelism for small heads. Scores: `lps` lanes per cache row (head_dim/8
+// rounded to a power of two, 4 to 32), so a warp scores 32/lps rows at once.
+// p·v: the block's threads form blockDim/head_dim groups (when head_dim
+// divides blockDim) that take every groups-th row, then add their partial
+// sums through shared memory. Dynamic shared memory: head_dim floats for q,
+// then blockDim floats for the partial sums.
+extern "C" __global__ void wc_attention2(const float* q, const float* k, const float* v,
+                                         float* out, float* scores, const unsigned* qpos,
+                                         const int* kpos, int n_heads, int n_kv_heads,
+                                         int head_dim, int n_slots, float scale, float softcap,
+                                         int window) {
+    extern __shared__ float smem[];
+    float* sq = smem;
+    float* part = smem + head_dim;
+    __shared__ float red[32];
+    const int t = blockIdx.x / n_heads, h = blockIdx.x % n_heads;
+    const int kvh = h / (n_heads / n_kv_heads);
+    const int q_width = n_heads * head_dim, kv_width = n_kv_heads * head_dim;
+    const float* qr = q + (size_t)t * q_width + (size_t)h * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) sq[d] = round_f16(qr[d]);
+    __syncthreads();
+    float* sc = scores + (size_t)blockIdx.x * n_slots;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    int lps = 32;
+    while (lps > 4 && lps * 8 > head_dim) lps >>= 1;
+    const int rpw = 32 / lps;  // rows per warp step
+    const int sub = lane / lps, sl = lane % lps;
+    const long qp = qpos[t];
+    for (int jb = warp * rpw; jb < n_slots; jb += nw * rpw) {
+        const int j = jb + sub;
+        bool visible = false;
+        if (j < n_slots) {
+            const long kp = kpos[j];
+            visible = kp >= 0 && kp <= qp && (window <= 0 || qp - kp < window);
+        }
+        float s = 0.0f;
+        if (visible) {
+            const float* kr = k + (size_t)j * kv_width + (size_t)kvh * head_dim;
+            for (int d = sl; d < head_dim; d += lps) s += sq[d] * kr[d];
+        }
+        // Rows the whole warp cannot see (most of the cache early in a
+        // generation) skip the reduction.
+        if (!__any_sync(0xffffffff, visible)) {
+            if (j < n_slots && sl == 0) sc[j] = -CUDART_INF_F;
+            continue;
+        }
+        for (int o = lps / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
+        if (j < n_slots && sl == 0) {
+            s *= scale;
+            if (softcap > 0.0f) s = softcap * tanhf(s * (1.0f / softcap));
+            sc[j] = visible ? s : -CUDART_INF_F;
+        }
+    }
+    __syncthreads();
+    float m = -CUDART_INF_F;
+    for (int j = threadIdx.x; j < n_slots; j += blockDim.x) m = fmaxf(m, sc[j]);
+    m = block_max(m, red);
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < n_slots; j += blockDim.x) {
+        const float s = sc[j];
+        const float e = s == -CUDART_INF_F ? 0.0f : __expf(s - m);
+        sc[j] = e;
+        sum += e;
+    }
+    sum = block_sum(sum, red);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    __syncthreads();
+    float* o = out + (size_t)t * q_width + (size_t)h * head_dim;
+    const int groups = (head_dim <= (int)blockDim.x && blockDim.x % head_dim == 0)
+                           ? blockDim.x / head_dim : 1;
+    if (groups > 1) {
+        const int g = threadIdx.x / head_dim, d = threadIdx.x % head_dim;
+        const float* vc = v + (size_t)kvh * head_dim + d;
+        float acc = 0.0f;
+        for (int j = g; j < n_slots; j += groups) {
+            const float e = sc[j];
+            if (e != 0.0f) acc += round_f16(e * inv) * vc[(size_t)j * kv_width];
+        }
+        part[threadIdx.x] = acc;
+        __syncthreads();
+        if (g == 0) {
+            float total = 0.0f;
+            for (int gg = 0; gg < groups; ++gg) total += part[gg * head_dim + d];
+            o[d] = total;
+        }
+    } else {
+        for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+            float acc = 0.0f;
+            const float* vc = v + (size_t)kvh * head_dim + d;
+            for (int j = 0; j < n_slots; ++j) {
+                const float e = sc[j];
+                if (e != 0.0f) acc += round_f16(e * inv) * vc[(size_t)j * kv_width];
+            }
+            o[d] = acc;
+        }
+    }
+}
