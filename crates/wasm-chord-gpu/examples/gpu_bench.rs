@@ -7,7 +7,9 @@
 //!     [--presets gemma3-270m,llama-1b,gemma3:tiny] [--mix q4_k_m] [--pp 512] [--tg 128] [--reps 3] [--profile]
 //! ```
 //! With `--profile` (and an adapter with timestamp queries) a second run
-//! prints the GPU time of every kernel. `--check N` (default 32, 0 to skip)
+//! prints the GPU time of every kernel. `--pass-per-dispatch` records each
+//! dispatch in its own compute pass (default: one pass per submission);
+//! `--both-modes` times both. `--check N` (default 32, 0 to skip)
 //! first runs an N-token prompt on this backend and on the CPU backend and
 //! prints how their logits agree at every position.
 
@@ -26,6 +28,8 @@ struct Args {
     reps: usize,
     profile: bool,
     check: usize,
+    pass_per_dispatch: bool,
+    both_modes: bool,
 }
 
 fn args() -> Args {
@@ -37,6 +41,8 @@ fn args() -> Args {
         reps: 3,
         profile: false,
         check: 32,
+        pass_per_dispatch: false,
+        both_modes: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -48,6 +54,8 @@ fn args() -> Args {
             "--tg" => a.tg = val().parse().unwrap_or(128),
             "--reps" => a.reps = val().parse().unwrap_or(3),
             "--profile" => a.profile = true,
+            "--pass-per-dispatch" => a.pass_per_dispatch = true,
+            "--both-modes" => a.both_modes = true,
             "--check" => a.check = val().parse().unwrap_or(32),
             other => eprintln!("ignoring {other}"),
         }
@@ -149,6 +157,10 @@ fn main() {
     let a = args();
     let backend = Arc::new(GpuBackend::new().expect("a WebGPU adapter"));
     println!("adapter: {}", backend.adapter_summary());
+    backend.set_pass_per_dispatch(a.pass_per_dispatch);
+    if a.pass_per_dispatch {
+        println!("one compute pass per dispatch");
+    }
     for preset in &a.presets {
         // `arch:preset` picks an architecture (e.g. `gemma3:tiny`).
         let (arch, name) = match preset.split_once(':') {
@@ -169,34 +181,51 @@ fn main() {
         if a.check > 0 {
             check(&file, &model, a.check);
         }
-        // Warm-up (pipeline compilation), then the timed repetitions.
-        run_once(&model, a.pp.min(64), 4, 99);
-        let (c0, s0, r0, w0) = backend.counters();
-        let mut pp = Vec::new();
-        let mut tg = Vec::new();
-        for r in 0..a.reps {
-            let (tp, tt) = run_once(&model, a.pp, a.tg, r as u32);
-            pp.push(a.pp as f64 / tp);
-            tg.push(a.tg as f64 / tt);
-        }
-        let (c1, s1, r1, w1) = backend.counters();
-        let stat = |v: &[f64]| {
-            let m = v.iter().sum::<f64>() / v.len() as f64;
-            let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
-            (m, sd)
+        let modes: &[bool] = if a.both_modes {
+            &[false, true]
+        } else {
+            &[a.pass_per_dispatch]
         };
-        let ((pm, ps), (tm, ts)) = (stat(&pp), stat(&tg));
-        println!("  pp{:<4} {pm:10.1} ± {ps:.1} tok/s", a.pp);
-        println!("  tg{:<4} {tm:10.1} ± {ts:.1} tok/s", a.tg);
-        let steps = (a.reps * (1 + a.tg)) as f64;
-        println!(
-            "  {} dispatches, {} submissions over {} runs; per forward pass: {:.2} ms recording, {:.2} ms waiting (host)",
-            c1 - c0,
-            s1 - s0,
-            a.reps,
-            (r1 - r0) as f64 / 1e6 / steps,
-            (w1 - w0) as f64 / 1e6 / steps,
-        );
+        for &per in modes {
+            backend.set_pass_per_dispatch(per);
+            println!(
+                "  {}:",
+                if per {
+                    "a compute pass per dispatch"
+                } else {
+                    "one compute pass per submission"
+                }
+            );
+            // Warm-up (pipeline compilation), then the timed repetitions.
+            run_once(&model, a.pp.min(64), 4, 99);
+            let (c0, s0, r0, w0) = backend.counters();
+            let mut pp = Vec::new();
+            let mut tg = Vec::new();
+            for r in 0..a.reps {
+                let (tp, tt) = run_once(&model, a.pp, a.tg, r as u32);
+                pp.push(a.pp as f64 / tp);
+                tg.push(a.tg as f64 / tt);
+            }
+            let (c1, s1, r1, w1) = backend.counters();
+            let stat = |v: &[f64]| {
+                let m = v.iter().sum::<f64>() / v.len() as f64;
+                let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+                (m, sd)
+            };
+            let ((pm, ps), (tm, ts)) = (stat(&pp), stat(&tg));
+            println!("  pp{:<4} {pm:10.1} ± {ps:.1} tok/s", a.pp);
+            println!("  tg{:<4} {tm:10.1} ± {ts:.1} tok/s", a.tg);
+            let steps = (a.reps * (1 + a.tg)) as f64;
+            println!(
+                "  {} dispatches, {} submissions over {} runs; per forward pass: {:.2} ms recording, {:.2} ms waiting (host)",
+                c1 - c0,
+                s1 - s0,
+                a.reps,
+                (r1 - r0) as f64 / 1e6 / steps,
+                (w1 - w0) as f64 / 1e6 / steps,
+            );
+        }
+        backend.set_pass_per_dispatch(a.pass_per_dispatch);
         if a.profile && backend.enable_profiling() {
             backend.reset_profile();
             let v = model.n_vocab();

@@ -60,6 +60,8 @@ struct State {
     /// Host time spent recording dispatches and waiting for read-backs.
     record_ns: u64,
     wait_ns: u64,
+    /// Record each dispatch in a compute pass of its own.
+    pass_per_dispatch: bool,
     profiler: Option<Profiler>,
 }
 
@@ -108,6 +110,7 @@ impl Ctx {
                 submits: 0,
                 record_ns: 0,
                 wait_ns: 0,
+                pass_per_dispatch: false,
                 profiler: None,
             }),
         }
@@ -157,6 +160,14 @@ impl Ctx {
             .unwrap_or_default();
         v.sort_by(|a, b| b.1.total_cmp(&a.1));
         v
+    }
+
+    /// Records every dispatch in a compute pass of its own (`true`) or all
+    /// dispatches of a submission in one pass (`false`, the default).
+    pub fn set_pass_per_dispatch(&self, on: bool) {
+        let mut st = lock(&self.state);
+        self.flush_locked(&mut st);
+        st.pass_per_dispatch = on;
     }
 
     /// Forgets the profile totals.
@@ -323,7 +334,7 @@ impl Ctx {
             entries: &entries,
         });
         let st = &mut *st;
-        if st.profiler.is_none() {
+        if st.profiler.is_none() && !st.pass_per_dispatch {
             if st.pass.is_none() {
                 let encoder = st.encoder.get_or_insert_with(|| {
                     self.device

@@ -178,6 +178,13 @@ impl GpuBackend {
         self.ctx.reset_profile()
     }
 
+    /// Records every dispatch in a compute pass of its own instead of one
+    /// pass per submission (a tuning switch: which is faster depends on the
+    /// driver).
+    pub fn set_pass_per_dispatch(&self, on: bool) {
+        self.ctx.set_pass_per_dispatch(on)
+    }
+
     /// Submits the ops recorded so far without waiting for them (a read-back
     /// does this by itself).
     pub fn submit(&self) {
