@@ -186,8 +186,10 @@ function finishLoad(loader, options, cached) {
   return model;
 }
 
-async function loadFromChunks(chunks, total, options, cached) {
-  const loader = call(() => new wasm.ModelLoader(total ?? undefined));
+async function loadFromChunks(chunks, total, options, cached, hash = Boolean(options.sha256)) {
+  // Hashing costs about as much as the copy into wasm: only when a digest
+  // is expected or will be recorded for the cache.
+  const loader = call(() => new wasm.ModelLoader(total ?? undefined, hash));
   try {
     const report = progressReporter(options.onProgress, cached);
     await receive(loader, chunks, total, options.signal, (l, t) => report("download", l, t));
@@ -213,6 +215,7 @@ async function loadFromUrl(url, options) {
           chunksOf(hit.body, options.signal),
           hit.meta.size,
           { ...options, sha256: expect },
+          true,
           true,
         );
         return raw;
@@ -245,7 +248,7 @@ async function loadFromUrl(url, options) {
   }
   let loaded;
   try {
-    loaded = await loadFromChunks(chunksOf(body, options.signal), total, options, false);
+    loaded = await loadFromChunks(chunksOf(body, options.signal), total, options, false, cache != null || Boolean(options.sha256));
   } catch (e) {
     store?.abort();
     throw e;

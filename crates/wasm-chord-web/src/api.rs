@@ -85,18 +85,21 @@ pub struct ModelLoader {
 #[wasm_bindgen]
 impl ModelLoader {
     /// Expects `total` bytes when known (space is reserved now, so a file
-    /// that cannot fit fails before any download).
+    /// that cannot fit fails before any download). `hash: false` skips the
+    /// sha256 (then `finish` accepts no expected digest).
     #[wasm_bindgen(constructor)]
-    pub fn new(total: Option<f64>) -> Result<ModelLoader, JsValue> {
+    pub fn new(total: Option<f64>, hash: Option<bool>) -> Result<ModelLoader, JsValue> {
         check()?;
         let total = match total {
             None => None,
             Some(t) if t.is_finite() && t >= 0.0 && t.fract() == 0.0 => Some(t as u64),
             Some(t) => return Err(WebError::invalid("total", format!("{t} is not a size")).into()),
         };
-        Ok(Self {
-            rx: Some(Receiver::new(total)?),
-        })
+        let mut rx = Receiver::new(total)?;
+        if hash == Some(false) {
+            rx.skip_hash()?;
+        }
+        Ok(Self { rx: Some(rx) })
     }
 
     fn rx(&mut self) -> WebResult<&mut Receiver> {
@@ -130,12 +133,9 @@ impl ModelLoader {
             .is_some_and(|r| r.header() == crate::loader::HeaderState::Valid)
     }
 
-    /// Lowercase hex sha256 of the bytes so far.
-    pub fn sha256(&self) -> String {
-        self.rx
-            .as_ref()
-            .map(Receiver::sha256_hex)
-            .unwrap_or_default()
+    /// Lowercase hex sha256 of the bytes so far (`undefined` when not hashing).
+    pub fn sha256(&self) -> Option<String> {
+        self.rx.as_ref().and_then(Receiver::sha256_hex)
     }
 
     /// Checks size, header and `sha256` (hex, optional), then loads the

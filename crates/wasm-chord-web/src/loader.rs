@@ -27,7 +27,9 @@ pub enum HeaderState {
 pub struct Receiver {
     buf: Vec<u8>,
     total: Option<u64>,
-    hasher: Sha256,
+    /// `None` when the caller needs no digest (hashing costs about as much
+    /// as copying the bytes in).
+    hasher: Option<Sha256>,
     header: HeaderState,
     next_try: usize,
 }
@@ -47,10 +49,19 @@ impl Receiver {
         Ok(Self {
             buf,
             total,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             header: HeaderState::Pending,
             next_try: FIRST_HEADER_TRY,
         })
+    }
+
+    /// Stops computing the sha256 (only before the first byte arrives).
+    pub fn skip_hash(&mut self) -> WebResult<()> {
+        if !self.buf.is_empty() {
+            return Err(WebError::invalid("hash", "bytes were already received"));
+        }
+        self.hasher = None;
+        Ok(())
     }
 
     /// Bytes received so far.
@@ -99,8 +110,8 @@ impl Receiver {
     /// them and checks the header once enough of it is here.
     pub fn commit(&mut self, n: usize) -> WebResult<()> {
         let start = self.buf.len().saturating_sub(n);
-        if let Some(new) = self.buf.get(start..) {
-            self.hasher.update(new);
+        if let (Some(h), Some(new)) = (self.hasher.as_mut(), self.buf.get(start..)) {
+            h.update(new);
         }
         if self.header == HeaderState::Pending && self.buf.len() >= self.next_try {
             self.check_header(false)?;
@@ -135,9 +146,10 @@ impl Receiver {
         }
     }
 
-    /// The lowercase hex sha256 of everything received so far.
-    pub fn sha256_hex(&self) -> String {
-        hex(&self.hasher.clone().finalize())
+    /// The lowercase hex sha256 of everything received so far (`None`
+    /// after [`Receiver::skip_hash`]).
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.hasher.as_ref().map(|h| hex(&h.clone().finalize()))
     }
 
     /// All bytes, after checking the size, the header and, when given, the
@@ -153,7 +165,9 @@ impl Receiver {
         }
         self.check_header(true)?;
         if let Some(want) = expected_sha256 {
-            let got = self.sha256_hex();
+            let got = self
+                .sha256_hex()
+                .ok_or_else(|| WebError::invalid("sha256", "the loader was told not to hash"))?;
             if !want.eq_ignore_ascii_case(&got) {
                 return Err(WebError::Integrity(format!(
                     "sha256 is {got}, expected {want}"
@@ -201,7 +215,7 @@ mod tests {
                 r.push(c).unwrap();
             }
             assert_eq!(r.header(), HeaderState::Valid);
-            assert_eq!(r.sha256_hex(), want);
+            assert_eq!(r.sha256_hex(), Some(want.clone()));
             assert_eq!(r.finish(Some(&want.to_uppercase())).unwrap(), bytes);
         }
     }
@@ -241,5 +255,12 @@ mod tests {
         assert_eq!(r.push(&bytes[..5]).unwrap_err().code(), "INTEGRITY");
         let e = Receiver::new(Some(5 << 30)).err().unwrap();
         assert_eq!(e.code(), "MODEL_TOO_LARGE");
+        // Without hashing the size and header checks still run.
+        let mut r = Receiver::new(None).unwrap();
+        r.skip_hash().unwrap();
+        r.push(&bytes).unwrap();
+        assert_eq!(r.sha256_hex(), None);
+        assert!(r.skip_hash().is_err());
+        assert_eq!(r.finish(None).unwrap(), bytes);
     }
 }

@@ -37,7 +37,7 @@ fn tiny(arch: &str, ty: &str) -> Vec<u8> {
 }
 
 fn load(bytes: &[u8], progress: Option<js_sys::Function>) -> Result<Model, JsValue> {
-    let mut l = ModelLoader::new(Some(bytes.len() as f64))?;
+    let mut l = ModelLoader::new(Some(bytes.len() as f64), None)?;
     for c in bytes.chunks(65_536) {
         l.push(&js_sys::Uint8Array::from(c))?;
     }
@@ -191,10 +191,13 @@ fn errors_are_coded_and_leave_the_instance_usable() {
         ),
         (load(b"GGUF\x03\0\0\0", None).map(drop), "BAD_MODEL"),
         (
-            ModelLoader::new(Some(6.0 * (1u64 << 30) as f64)).map(drop),
+            ModelLoader::new(Some(6.0 * (1u64 << 30) as f64), None).map(drop),
             "MODEL_TOO_LARGE",
         ),
-        (ModelLoader::new(Some(-1.0)).map(drop), "INVALID_ARGUMENT"),
+        (
+            ModelLoader::new(Some(-1.0), None).map(drop),
+            "INVALID_ARGUMENT",
+        ),
     ];
     for (r, want) in cases {
         let e = r.unwrap_err();
@@ -204,7 +207,7 @@ fn errors_are_coded_and_leave_the_instance_usable() {
     // Not GGUF at all: found at the header check, before the whole file.
     let mut junk = bytes.clone();
     junk[..4].copy_from_slice(b"JUNK");
-    let mut l = ModelLoader::new(None).unwrap();
+    let mut l = ModelLoader::new(None, Some(false)).unwrap();
     let e = junk
         .chunks(32_768)
         .find_map(|c| l.push(&js_sys::Uint8Array::from(c)).err())
