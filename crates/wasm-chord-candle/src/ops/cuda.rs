@@ -119,6 +119,28 @@ pub(crate) fn rope(
     ))
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttnVariant {
+    /// `wc_attention` (one block per (token, head), a warp per cache row).
+    V1,
+    /// `wc_attention2` (the default: the fastest measured, see docs).
+    V2,
+    /// `wc_attn_scores` + `wc_attn_pv`: many blocks per (token, head).
+    /// Agrees with the others, but was not faster in decode on an H200.
+    Split,
+}
+
+/// `WASMCHORD_CUDA_ATTN=v1|v2|split` picks a kernel (for comparisons);
+/// the default is v2.
+fn attention_variant() -> AttnVariant {
+    static V: std::sync::OnceLock<AttnVariant> = std::sync::OnceLock::new();
+    *V.get_or_init(|| match std::env::var("WASMCHORD_CUDA_ATTN").as_deref() {
+        Ok("v1") => AttnVariant::V1,
+        Ok("split") => AttnVariant::Split,
+        _ => AttnVariant::V2,
+    })
+}
+
 pub(crate) fn attention(
     p: &Attention,
     q: &CudaStorage,
@@ -145,12 +167,6 @@ pub(crate) fn attention(
     let qpos = view_u32(cuda_storage(&qs)?, ql)?;
     let kpos = view_u32(cuda_storage(&ks)?, kl)?;
     let scores = alloc(dev, n_tok * p.n_heads * n_slots)?;
-    // WASMCHORD_CUDA_ATTN_V1=1 selects the first kernel (for comparison).
-    static V1: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let v1 = *V1.get_or_init(|| std::env::var("WASMCHORD_CUDA_ATTN_V1").is_ok_and(|v| v == "1"));
-    let name = if v1 { "wc_attention" } else { "wc_attention2" };
-    let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
-    let mut b = f.builder();
     let (nh, nkv, hd, ns) = (
         i32_arg(p.n_heads)?,
         i32_arg(p.n_kv_heads)?,
@@ -162,18 +178,56 @@ pub(crate) fn attention(
         Some(w) => i32::try_from(w).unwrap_or(i32::MAX),
         None => 0,
     };
-    b.arg(&qv).arg(&kv).arg(&vv).arg(&out).arg(&scores);
-    b.arg(&qpos).arg(&kpos);
-    b.arg(&nh).arg(&nkv).arg(&hd).arg(&ns);
-    b.arg(&p.scale).arg(&softcap).arg(&window);
-    let cfg = LaunchConfig {
-        grid_dim: ((n_tok * p.n_heads) as u32, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: ((p.head_dim + 256) * 4) as u32,
-    };
-    // SAFETY: sizes of q, k, v were checked against the positions by the
-    // caller; the scratch holds n_slots scores per (token, head).
-    unsafe { b.launch(cfg) }.w()?;
+    let pairs = n_tok * p.n_heads;
+    let variant = attention_variant();
+    if variant == AttnVariant::Split {
+        // Scores over 64-row chunks, then p·v over 32-column stripes, each
+        // on its own block.
+        let f = dev.get_or_load_custom_func("wc_attn_scores", MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&qv).arg(&kv).arg(&scores).arg(&qpos).arg(&kpos);
+        b.arg(&nh).arg(&nkv).arg(&hd).arg(&ns);
+        b.arg(&p.scale).arg(&softcap).arg(&window);
+        let cfg = LaunchConfig {
+            grid_dim: (pairs as u32, n_slots.div_ceil(64).max(1) as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: (p.head_dim * 4) as u32,
+        };
+        // SAFETY: as below; each block writes its 64 rows of the scratch.
+        unsafe { b.launch(cfg) }.w()?;
+        let f = dev.get_or_load_custom_func("wc_attn_pv", MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&vv).arg(&scores).arg(&out);
+        b.arg(&nh).arg(&nkv).arg(&hd).arg(&ns);
+        let cfg = LaunchConfig {
+            grid_dim: (pairs as u32, p.head_dim.div_ceil(32) as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: reads the scratch written above and v (checked by the
+        // caller); each block writes its 32 columns of one output head.
+        unsafe { b.launch(cfg) }.w()?;
+    } else {
+        let name = if variant == AttnVariant::V1 {
+            "wc_attention"
+        } else {
+            "wc_attention2"
+        };
+        let f = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&qv).arg(&kv).arg(&vv).arg(&out).arg(&scores);
+        b.arg(&qpos).arg(&kpos);
+        b.arg(&nh).arg(&nkv).arg(&hd).arg(&ns);
+        b.arg(&p.scale).arg(&softcap).arg(&window);
+        let cfg = LaunchConfig {
+            grid_dim: (pairs as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: ((p.head_dim + 256) * 4) as u32,
+        };
+        // SAFETY: sizes of q, k, v were checked against the positions by the
+        // caller; the scratch holds n_slots scores per (token, head).
+        unsafe { b.launch(cfg) }.w()?;
+    }
     Ok((
         CudaStorage::wrap_cuda_slice(out, dev.clone()),
         Shape::from(n),

@@ -302,3 +302,95 @@ extern "C" __global__ void wc_attention2(const float* q, const float* k, const f
         }
     }
 }
+
+// Split attention for few (token, head) pairs (decode): two kernels with
+// the same arithmetic as wc_attention2, spread over many more blocks.
+// wc_attn_scores: grid (tokens·heads, ceil(n_slots / 64)); each block
+// scores 64 cache rows into the scratch (-inf where masked).
+extern "C" __global__ void wc_attn_scores(const float* q, const float* k, float* scores,
+                                          const unsigned* qpos, const int* kpos, int n_heads,
+                                          int n_kv_heads, int head_dim, int n_slots,
+                                          float scale, float softcap, int window) {
+    extern __shared__ float sq[];
+    const int t = blockIdx.x / n_heads, h = blockIdx.x % n_heads;
+    const int kvh = h / (n_heads / n_kv_heads);
+    const int q_width = n_heads * head_dim, kv_width = n_kv_heads * head_dim;
+    const float* qr = q + (size_t)t * q_width + (size_t)h * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) sq[d] = round_f16(qr[d]);
+    __syncthreads();
+    float* sc = scores + (size_t)blockIdx.x * n_slots;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    int lps = 32;
+    while (lps > 4 && lps * 8 > head_dim) lps >>= 1;
+    const int rpw = 32 / lps;
+    const int sub = lane / lps, sl = lane % lps;
+    const long qp = qpos[t];
+    const int j0 = blockIdx.y * 64;
+    const int j1 = min(n_slots, j0 + 64);
+    for (int jb = j0 + warp * rpw; jb < j1; jb += nw * rpw) {
+        const int j = jb + sub;
+        bool visible = false;
+        if (j < j1) {
+            const long kp = kpos[j];
+            visible = kp >= 0 && kp <= qp && (window <= 0 || qp - kp < window);
+        }
+        float s = 0.0f;
+        if (visible) {
+            const float* kr = k + (size_t)j * kv_width + (size_t)kvh * head_dim;
+            for (int d = sl; d < head_dim; d += lps) s += sq[d] * kr[d];
+        }
+        if (!__any_sync(0xffffffff, visible)) {
+            if (j < j1 && sl == 0) sc[j] = -CUDART_INF_F;
+            continue;
+        }
+        for (int o = lps / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
+        if (j < j1 && sl == 0) {
+            s *= scale;
+            if (softcap > 0.0f) s = softcap * tanhf(s * (1.0f / softcap));
+            sc[j] = visible ? s : -CUDART_INF_F;
+        }
+    }
+}
+
+// wc_attn_pv: grid (tokens·heads, ceil(head_dim / 32)), 256 threads. Each
+// block finds the row's max and sum itself (scores are only read), then
+// its 8 warps take every 8th cache row for a 32-column stripe of p·v.
+extern "C" __global__ void wc_attn_pv(const float* v, const float* scores, float* out,
+                                      int n_heads, int n_kv_heads, int head_dim, int n_slots) {
+    __shared__ float red[32];
+    __shared__ float part[32][33];
+    const int t = blockIdx.x / n_heads, h = blockIdx.x % n_heads;
+    const int kvh = h / (n_heads / n_kv_heads);
+    const int q_width = n_heads * head_dim, kv_width = n_kv_heads * head_dim;
+    const float* sc = scores + (size_t)blockIdx.x * n_slots;
+    float m = -CUDART_INF_F;
+    for (int j = threadIdx.x; j < n_slots; j += blockDim.x) m = fmaxf(m, sc[j]);
+    m = block_max(m, red);
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < n_slots; j += blockDim.x) {
+        const float s = sc[j];
+        sum += s == -CUDART_INF_F ? 0.0f : __expf(s - m);
+    }
+    sum = block_sum(sum, red);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int d = blockIdx.y * 32 + lane;
+    float acc = 0.0f;
+    if (d < head_dim) {
+        const float* vc = v + (size_t)kvh * head_dim + d;
+        for (int j = warp; j < n_slots; j += nw) {
+            const float s = sc[j];
+            if (s != -CUDART_INF_F) {
+                const float e = __expf(s - m);
+                acc += round_f16(e * inv) * vc[(size_t)j * kv_width];
+            }
+        }
+    }
+    part[warp][lane] = acc;
+    __syncthreads();
+    if (warp == 0 && d < head_dim) {
+        float total = 0.0f;
+        for (int w = 0; w < nw; ++w) total += part[w][lane];
+        out[(size_t)t * q_width + (size_t)h * head_dim + d] = total;
+    }
+}
