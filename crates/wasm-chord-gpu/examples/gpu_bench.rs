@@ -245,6 +245,7 @@ fn main() {
                     .expect("token");
             }
             print_profile(&backend, &format!("tg{}", a.tg));
+            backend.disable_profiling();
         }
     }
 }

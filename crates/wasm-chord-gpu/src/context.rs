@@ -145,6 +145,13 @@ impl Ctx {
         true
     }
 
+    /// Turns the timestamp queries off again (totals are dropped).
+    pub fn disable_profiling(&self) {
+        let mut st = lock(&self.state);
+        self.flush_locked(&mut st);
+        st.profiler = None;
+    }
+
     /// Per-kernel totals: (name, milliseconds, passes), largest first.
     pub fn profile(&self) -> Vec<(&'static str, f64, u64)> {
         let st = lock(&self.state);

@@ -167,6 +167,12 @@ impl GpuBackend {
         self.ctx.enable_profiling()
     }
 
+    /// Turns the timestamp queries off again (profiling slows every
+    /// submission down: a pass per dispatch and a blocking read-back).
+    pub fn disable_profiling(&self) {
+        self.ctx.disable_profiling()
+    }
+
     /// Per-kernel GPU time so far: (kernel, milliseconds, dispatches),
     /// largest first. Empty without profiling.
     pub fn kernel_profile(&self) -> Vec<(&'static str, f64, u64)> {
