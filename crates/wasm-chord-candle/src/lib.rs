@@ -15,14 +15,16 @@
 //!   over the KV cache with GQA, sliding window and soft-capping, gated
 //!   activations, f16 cache writes, argmax) are candle custom ops with a CPU
 //!   implementation and a CUDA kernel (PTX compiled by `build.rs` with
-//!   `nvcc`). Metal has no custom kernels yet: on Metal these ops return an
-//!   error naming the op (see `docs/candle.md`).
+//!   `nvcc`). Metal has no custom kernels yet: there these ops run as
+//!   chains of candle's built-in ops (module `composed`, also tested on the
+//!   CPU device through [`CandleBackend::with_composed_ops`]).
 //! - **Buffers** are 1-D f32 tensors on the device; an op replaces its
 //!   output tensor rather than writing into it, except KV-cache row writes,
 //!   which update the cache in place.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod composed;
 mod ops;
 mod weight;
 
@@ -52,6 +54,7 @@ pub struct CandleBackend {
     device: Device,
     kind: CandleDevice,
     small: Arc<Mutex<SmallTensors>>,
+    composed: bool,
 }
 
 /// Recently uploaded small index vectors (positions, cache slots, RoPE
@@ -110,7 +113,18 @@ impl CandleBackend {
             device,
             kind: dev,
             small: Arc::default(),
+            // Metal has no custom kernels yet.
+            composed: matches!(dev, CandleDevice::Metal(_)),
         })
+    }
+
+    /// Runs RMSNorm, RoPE, attention, gated activations, cache writes and
+    /// argmax as chains of candle's built-in ops instead of the fused
+    /// custom ops (always the case on Metal, which has no custom kernels
+    /// yet). Slower; used by the tests to check that path on the CPU.
+    pub fn with_composed_ops(mut self, on: bool) -> Self {
+        self.composed = on || matches!(self.kind, CandleDevice::Metal(_));
+        self
     }
 
     /// A device tensor of `bits` (u32 values, or f32 bit patterns when
@@ -397,10 +411,14 @@ impl Backend for CandleBackend {
         }
         let xs = self.head(op, x, "x", n_rows * dim)?;
         need(op, "out", out.0.elem_count(), n_rows * dim)?;
-        let y = self.op(
-            op,
-            xs.apply_op2_no_bwd(w, &ops::RmsNorm { n_rows, dim, eps }),
-        )?;
+        let y = if self.composed {
+            self.op(op, composed::rms_norm(&xs, w, eps, n_rows, dim))?
+        } else {
+            self.op(
+                op,
+                xs.apply_op2_no_bwd(w, &ops::RmsNorm { n_rows, dim, eps }),
+            )?
+        };
         self.set_prefix(op, out, y)
     }
 
@@ -429,6 +447,13 @@ impl Backend for CandleBackend {
             None => vec![1.0; half.max(1)],
         };
         let xs = self.head(op, x, "x", n)?;
+        if self.composed {
+            let y = self.op(
+                op,
+                composed::rope(&xs, positions, n_heads, head_dim, params, &self.device),
+            )?;
+            return self.set_prefix(op, x, y);
+        }
         let pos = self.small(op, positions, DType::U32)?;
         let ff_bits: Vec<u32> = ff.iter().map(|v| v.to_bits()).collect();
         let ff = self.small(op, &ff_bits, DType::F32)?;
@@ -463,7 +488,11 @@ impl Backend for CandleBackend {
         let op = "glu";
         let (g, u) = (self.head(op, gate, "gate", n)?, self.head(op, up, "up", n)?);
         need(op, "out", out.0.elem_count(), n)?;
-        let y = self.op(op, g.apply_op2_no_bwd(&u, &ops::Glu { kind, n }))?;
+        let y = if self.composed {
+            self.op(op, composed::glu(kind, &g, &u))?
+        } else {
+            self.op(op, g.apply_op2_no_bwd(&u, &ops::Glu { kind, n }))?
+        };
         self.set_prefix(op, out, y)
     }
 
@@ -480,6 +509,16 @@ impl Backend for CandleBackend {
             .map(|&r| u32::try_from(r).map_err(|_| shape(op, format!("row {r} too large"))))
             .collect::<Result<_>>()?;
         let s = self.head(op, src, "src", rows.len() * width)?;
+        if self.composed {
+            let len = dst.0.elem_count();
+            for &r in &rows {
+                match (r as usize + 1).checked_mul(width) {
+                    Some(end) if end <= len => {}
+                    _ => return Err(shape(op, format!("row {r} outside a buffer of {len}"))),
+                }
+            }
+            return self.op(op, composed::write_rows(&dst.0, &s, &rows, width));
+        }
         let dev_rows = self.small(op, &rows, DType::U32)?;
         let w = ops::WriteRows {
             rows,
@@ -532,7 +571,11 @@ impl Backend for CandleBackend {
             query_positions: params.query_positions.to_vec(),
             cache_positions,
         };
-        let y = self.op(op, qs.apply_op3_no_bwd(&ks, &vs, &a))?;
+        let y = if self.composed {
+            self.op(op, composed::attention(&a, &qs, &ks, &vs, &self.device))?
+        } else {
+            self.op(op, qs.apply_op3_no_bwd(&ks, &vs, &a))?
+        };
         self.set_prefix(op, out, y)
     }
 
@@ -579,7 +622,11 @@ impl Backend for CandleBackend {
     fn argmax(&self, x: &CandleBuffer, n: usize) -> Result<u32> {
         let op = "argmax";
         let xs = self.head(op, x, "x", n)?;
-        let i = self.op(op, xs.apply_op1_no_bwd(&ops::Argmax { n }))?;
+        let i = if self.composed {
+            self.op(op, xs.argmax(0).and_then(|i| i.reshape(1)))?
+        } else {
+            self.op(op, xs.apply_op1_no_bwd(&ops::Argmax { n }))?
+        };
         let v: Vec<u32> = self.op(op, i.to_vec1())?;
         v.first()
             .copied()

@@ -83,12 +83,25 @@ fn tokens(n: usize, n_vocab: usize, seed: u64) -> Vec<u32> {
 }
 
 fn check(arch: Option<&str>, preset: &str, mix: &str, n_tok: usize, split: usize) -> Agreement {
+    check_on(arch, preset, mix, n_tok, split, false)
+}
+
+fn check_on(
+    arch: Option<&str>,
+    preset: &str,
+    mix: &str,
+    n_tok: usize,
+    split: usize,
+    composed: bool,
+) -> Agreement {
     let spec = SynthSpec::new(arch, preset, mix, 5).unwrap();
     let file = Arc::new(GgufFile::from_bytes(generate(&spec).unwrap()).unwrap());
     let n_vocab = spec.shape.n_vocab;
     let toks = tokens(n_tok, n_vocab, 3);
     let want = run(&file, CpuBackend::new(), &toks, split);
-    let cb = CandleBackend::new(CandleDevice::Cpu).unwrap();
+    let cb = CandleBackend::new(CandleDevice::Cpu)
+        .unwrap()
+        .with_composed_ops(composed);
     let have = run(&file, cb, &toks, split);
     assert_eq!(want.len(), have.len());
     assert!(
@@ -129,4 +142,14 @@ fn tiny_models_of_every_architecture_match_the_cpu_backend() {
 fn gemma3_270m_shaped_model_matches_the_cpu_backend() {
     let a = check(Some("gemma3"), "gemma3-270m", "q4_k_m", 4, 3);
     assert_close(&a, "gemma3-270m q4_k_m");
+}
+
+#[test]
+fn composed_ops_run_whole_models() {
+    // The Metal path (built-in candle ops) on candle's CPU device: soft-capping
+    // and sliding windows (gemma2), QK-norm (qwen3), llama3 RoPE factors.
+    for arch in ["gemma2", "qwen3", "llama"] {
+        let a = check_on(Some(arch), "tiny", "q4_k_m", 16, 12, true);
+        assert_close(&a, &format!("{arch} q4_k_m composed"));
+    }
 }
