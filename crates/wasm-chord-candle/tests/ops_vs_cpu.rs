@@ -359,3 +359,29 @@ fn bad_shapes_are_errors_not_panics() {
     let mut kc = be.alloc(4).unwrap();
     assert!(be.write_rows(&mut kc, &x, &[3], 2).is_err());
 }
+
+#[test]
+fn large_matrices_of_types_candle_lacks_are_refused() {
+    // Above 4M values a type candle has no QTensor for is not expanded to
+    // f32 (it would quadruple the memory of a big matrix).
+    let (cols, rows) = (256usize, 16_400usize);
+    let mut w = GgufWriter::new();
+    w.add_tensor(
+        "big",
+        &[cols as u64, rows as u64],
+        GgmlType::IQ4_NL,
+        iq4_nl_blocks(cols * rows / 32),
+    )
+    .unwrap();
+    let f = Arc::new(GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap());
+    let be = CandleBackend::new(CandleDevice::Cpu).unwrap();
+    let info = f.tensor("big").unwrap();
+    let r = be.upload_weight(info, TensorBytes::new(&f, info).unwrap());
+    assert!(matches!(
+        r,
+        Err(wasm_chord_core::backend::BackendError::UnsupportedType {
+            ty: GgmlType::IQ4_NL,
+            ..
+        })
+    ));
+}
