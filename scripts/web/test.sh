@@ -4,8 +4,10 @@
 #   2. a tiny random-weight model (`wasmchord synth`) and the native CLI's
 #      greedy text for it (`wasmchord generate --temp 0`);
 #   3. the Rust API in Node (wasm-bindgen-test, crates/wasm-chord-web/tests/node.rs);
-#   4. the npm package (scripts/web/build.sh) and its JavaScript API in Node
-#      (node --test bindings/js/test/), which also compares with the native text;
+#   4. the npm package (scripts/web/build.sh), its TypeScript declarations
+#      (tsc --noEmit on bindings/js/test/types-check.ts) and its JavaScript API
+#      in Node (node --test bindings/js/test/), which also compares with the
+#      native text;
 #   5. the demo page in headless Chromium (scripts/web/e2e.mjs): the same
 #      greedy text, then a second visit served from the model cache.
 # Screenshots go to target/web-artifacts/. With CI=true a missing tool is a
@@ -50,6 +52,10 @@ N=24
 cargo build --locked --release -q -p wasm-chord-cli
 cli="$CARGO_TARGET_DIR/release/wasmchord"
 "$cli" synth --arch llama --preset tiny --type q8_0 --seed 17 -o "$work/tiny.gguf" >/dev/null
+# The models of crates/wasm-chord-web/tests/node.rs.
+for m in llama:q8_0 gemma3:q4_k_m qwen3:f16 gemma3:q8_0; do
+  "$cli" synth --arch "${m%%:*}" --preset tiny --type "${m#*:}" --seed 9 -o "$work/${m%%:*}-${m#*:}.gguf" >/dev/null
+done
 "$cli" generate -m "$work/tiny.gguf" -p "$PROMPT" -n "$N" --temp 0 >"$work/native.raw" 2>"$work/native.err"
 head -c -1 "$work/native.raw" >"$work/native.txt" # the CLI ends with one newline of its own
 echo "native greedy: $(cat "$work/native.txt" | head -c 200) [$(tail -1 "$work/native.err")]"
@@ -57,7 +63,7 @@ echo "native greedy: $(cat "$work/native.txt" | head -c 200) [$(tail -1 "$work/n
 if $have_node; then
   step "Rust API in Node (wasm-bindgen-test)"
   set +e
-  RUSTFLAGS="-C target-feature=+simd128" \
+  WASMCHORD_WEB_MODELS="$work" RUSTFLAGS="-C target-feature=+simd128" \
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     cargo test --locked --release --target wasm32-unknown-unknown -p wasm-chord-web --test node
   result "wasm-bindgen-test (node)" $?
@@ -65,7 +71,14 @@ if $have_node; then
 
   step "npm package"
   scripts/web/build.sh
-  (cd bindings/js && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent; })
+  (cd bindings/js && { { [ -d node_modules/playwright-core ] && [ -d node_modules/typescript ]; } ||
+    npm ci --no-audit --no-fund --silent; })
+
+  step "TypeScript declarations (tsc --noEmit)"
+  set +e
+  (cd bindings/js && node node_modules/typescript/bin/tsc -p tsconfig.json)
+  result "tsc" $?
+  set -e
 
   step "JavaScript API in Node"
   set +e
