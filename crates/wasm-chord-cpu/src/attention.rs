@@ -119,8 +119,10 @@ pub(crate) fn ggml_expf(x: f32) -> f32 {
     if n.abs() > 192.0 {
         return if n <= 0.0 { 0.0 } else { f32::INFINITY };
     }
-    // `scalef(j, n)`: j · 2^n rounded once (exact in f64, then to f32).
-    (f64::from(j) * 2f64.powi(n as i32)) as f32
+    // `scalef(j, n)`: j · 2^n rounded once (exact in f64, then to f32);
+    // |n| <= 192 here, well inside f64's exponent range.
+    let two_n = f64::from_bits(((n as i64 + 1023) as u64) << 52);
+    (f64::from(j) * two_n) as f32
 }
 
 /// The softmax denominator as ggml-cpu's AVX-512 `ggml_vec_soft_max_f32`

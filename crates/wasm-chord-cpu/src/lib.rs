@@ -287,7 +287,14 @@ impl Backend for CpuBackend {
         need("glu", "gate", gate.len(), n)?;
         need("glu", "up", up.len(), n)?;
         need("glu", "out", out.len(), n)?;
-        ops::glu(kind, &gate[..n], &up[..n], &mut out[..n]);
+        // Chunks of 16 Ki values: one task for a decode step's few
+        // thousand, both cores for a prompt batch.
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 14;
+        out[..n]
+            .par_chunks_mut(CHUNK)
+            .zip(gate[..n].par_chunks(CHUNK).zip(up[..n].par_chunks(CHUNK)))
+            .for_each(|(o, (g, u))| ops::glu(kind, g, u, o));
         Ok(())
     }
 

@@ -75,9 +75,19 @@ pub fn gelu_f16_table(x: f32) -> f32 {
     } else if x >= 10.0 {
         x
     } else {
-        let xr = f16_bits_to_f32(f32_to_f16_bits(x));
-        f16_bits_to_f32(f32_to_f16_bits(gelu(xr)))
+        f16_bits_to_f32(gelu_table()[usize::from(f32_to_f16_bits(x))])
     }
+}
+
+/// `gelu` of every f16 value, as f16 bits (ggml's `ggml_table_gelu_f16`,
+/// 128 KiB): one lookup instead of a `tanh` per value.
+fn gelu_table() -> &'static [u16] {
+    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|h| f32_to_f16_bits(gelu(f16_bits_to_f32(h))))
+            .collect()
+    })
 }
 
 /// SiLU (`ggml_silu_f32`).
