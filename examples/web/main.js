@@ -35,7 +35,7 @@ async function load(source, sha256) {
       sha256: sha256 || undefined,
       contextSize: Number($("ctx").value) || 2048,
       onProgress: (p) => {
-        fromCache ||= p.cached;
+        fromCache = p.cached;
         if (p.phase === "download") {
           $("progress").value = (p.fraction ?? 0) * 0.9;
           const where = p.cached ? "reading from cache" : "downloading";

@@ -3,7 +3,9 @@
 // generates greedily in "plain completion" mode and requires the text to
 // equal the native CLI's greedy output for the same model and prompt; then
 // opens the page again and requires the model to come from the cache (no
-// second download). Saves screenshots under target/web-artifacts/.
+// second download); damages the cached copy and requires it to be noticed
+// and downloaded again; and loads the same file through the file picker.
+// Saves screenshots under target/web-artifacts/.
 //
 //   node scripts/web/e2e.mjs MODEL_DIR MODEL_NAME PROMPT N NATIVE_TEXT_FILE
 import { chromium } from "../../bindings/js/node_modules/playwright-core/index.mjs";
@@ -48,9 +50,10 @@ try {
   const modelPath = `/models/${modelName}`;
   const url = `${server.url}/examples/web/?model=${encodeURIComponent(modelPath)}`;
 
-  async function loadAndGenerate() {
+  async function loadAndGenerate(pickFile) {
     await page.goto(url);
-    await page.click("#load-url");
+    if (pickFile) await page.setInputFiles("#model-file", pickFile);
+    else await page.click("#load-url");
     await page.waitForSelector('#status[data-state="ready"], #status[data-state="error"]', {
       timeout: 60000,
     });
@@ -88,6 +91,30 @@ try {
   check(second.cached === "true", "second visit loads from the cache");
   check(server.hits.get(modelPath) === 1, `model downloaded once (${JSON.stringify([...server.hits])})`);
   check(second.text === want, "same text from the cached model");
+  check(errors.length === 0, `no page errors ${JSON.stringify(errors)}`);
+
+  // Flip one byte of the cached file: the next visit must notice and download again.
+  const damaged = await page.evaluate(async (path) => {
+    const cache = await caches.open("wasm-chord-models-v1");
+    const hit = await cache.match(path);
+    if (!hit) return false;
+    const bytes = new Uint8Array(await hit.arrayBuffer());
+    bytes[bytes.length - 1] ^= 1;
+    await cache.put(path, new Response(bytes));
+    return true;
+  }, modelPath);
+  check(damaged, "cached copy found and damaged");
+  errors.length = 0;
+  const third = await loadAndGenerate();
+  check(third.cached === "false", "the damaged copy is not used");
+  check(server.hits.get(modelPath) === 2, `damaged copy downloaded again (${server.hits.get(modelPath)} GETs)`);
+  check(errors.some((e) => e.includes("failed its check")), "the damage is reported");
+  check(third.text === want, "same text after the new download");
+
+  // The file picker (File/Blob path).
+  errors.length = 0;
+  const picked = await loadAndGenerate(join(modelDir, modelName));
+  check(picked.text === want, "same text from a picked file");
   check(errors.length === 0, `no page errors ${JSON.stringify(errors)}`);
 } catch (e) {
   console.log(`FAILED: ${e.stack ?? e}`);
