@@ -13,10 +13,7 @@ use wasm_bindgen::prelude::*;
 use wasm_chord_runtime::StopReason;
 
 fn check() -> WebResult<()> {
-    match panic::message() {
-        Some(m) => Err(WebError::Poisoned(m)),
-        None => Ok(()),
-    }
+    panic::check()
 }
 
 fn object(pairs: &[(&str, JsValue)]) -> JsValue {

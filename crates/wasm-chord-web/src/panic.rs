@@ -53,3 +53,14 @@ pub fn message() -> Option<String> {
             .unwrap_or_else(|| "a panic".into()),
     )
 }
+
+/// `Ok` while no panic happened; afterwards the [`WebError::Poisoned`]
+/// error every entry point returns.
+///
+/// [`WebError::Poisoned`]: crate::WebError::Poisoned
+pub fn check() -> crate::WebResult<()> {
+    match message() {
+        Some(m) => Err(crate::WebError::Poisoned(m)),
+        None => Ok(()),
+    }
+}
