@@ -70,6 +70,7 @@ impl Engine {
             text_of(tok.eos()),
         )
         .map_err(|e| e.to_string());
+        reserve_kv_cache(&model.config, n_ctx)?;
         let session = Session::new_shared(
             Arc::clone(&model),
             SessionConfig {
@@ -110,7 +111,9 @@ impl Engine {
     /// Forgets the cached conversation and ends any running generation.
     pub fn reset(&self) {
         self.epoch.set(self.epoch.get() + 1);
-        self.session.borrow_mut().clear();
+        if let Ok(mut s) = self.session.try_borrow_mut() {
+            s.clear();
+        }
     }
 
     /// Tokens of `text`, as the CLI's `generate` encodes a prompt (the BOS
@@ -155,6 +158,28 @@ impl Engine {
         }
         Ok(prompt)
     }
+}
+
+/// Checks that a KV cache of `n_ctx` positions can be allocated, so that a
+/// context too large for wasm memory is an error and not an out-of-memory
+/// abort later. The estimate is an upper bound (f16 keys and values for every
+/// layer, as if no layer had a sliding window); the probe's memory goes back
+/// to the allocator for the cache to reuse.
+fn reserve_kv_cache(c: &wasm_chord_runtime::ModelConfig, n_ctx: usize) -> WebResult<()> {
+    let bytes = n_ctx
+        .checked_mul(c.kv_width())
+        .and_then(|v| v.checked_mul(c.n_layer))
+        .and_then(|v| v.checked_mul(2 * 2));
+    let too_large = || {
+        WebError::ModelTooLarge(format!(
+            "a KV cache of {n_ctx} positions does not fit into wasm memory next to the \
+             model; ask for a smaller contextSize"
+        ))
+    };
+    let bytes = bytes.ok_or_else(too_large)?;
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(bytes).map_err(|_| too_large())?;
+    Ok(())
 }
 
 /// What one [`Generation::step`] produced.
