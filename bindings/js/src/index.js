@@ -132,14 +132,20 @@ async function* chunksOf(source, signal) {
   }
   if (typeof ReadableStream !== "undefined" && source instanceof ReadableStream) {
     const reader = source.getReader();
+    let finished = false;
     try {
       for (;;) {
         if (signal?.aborted) throw abortError(signal);
         const { value, done } = await reader.read();
-        if (done) return;
+        if (done) {
+          finished = true;
+          return;
+        }
         yield value;
       }
     } finally {
+      // Stopped early (error, abort, bad header): stop the transfer too.
+      if (!finished) await reader.cancel().catch(() => {});
       reader.releaseLock?.();
     }
   }
@@ -226,14 +232,21 @@ async function loadFromUrl(url, options) {
       }
     }
   }
+  // Our own controller, so that a failed check also stops the download
+  // (the cache's branch of the stream would otherwise read on).
+  const transfer = new AbortController();
+  const stop = () => transfer.abort(options.signal?.reason);
+  options.signal?.addEventListener("abort", stop, { once: true });
   let resp;
   try {
-    resp = await fetch(url, { signal: options.signal });
+    resp = await fetch(url, { signal: transfer.signal });
   } catch (e) {
+    options.signal?.removeEventListener("abort", stop);
     if (options.signal?.aborted) throw abortError(options.signal);
     throw new WasmChordError("NETWORK", `fetching ${url} failed: ${e.message}`, { cause: e });
   }
   if (!resp.ok || !resp.body) {
+    options.signal?.removeEventListener("abort", stop);
     throw new WasmChordError("NETWORK", `fetching ${url} failed: HTTP ${resp.status}`);
   }
   // With a content encoding the length is that of the compressed body.
@@ -248,10 +261,19 @@ async function loadFromUrl(url, options) {
   }
   let loaded;
   try {
-    loaded = await loadFromChunks(chunksOf(body, options.signal), total, options, false, cache != null || Boolean(options.sha256));
+    loaded = await loadFromChunks(
+      chunksOf(body, options.signal),
+      total,
+      options,
+      false,
+      cache != null || Boolean(options.sha256),
+    );
   } catch (e) {
+    transfer.abort();
     store?.abort();
     throw e;
+  } finally {
+    options.signal?.removeEventListener("abort", stop);
   }
   // Only a file that passed every check is kept, with its digest and size.
   await store?.commit({ sha256: loaded.sha256, size: loaded.size });

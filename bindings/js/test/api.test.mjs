@@ -106,3 +106,35 @@ test("abort, superseding, and coded errors leave the model usable", { skip }, as
   assert.deepEqual(again.tokens, newer.tokens);
   model.dispose();
 });
+
+test("URL loading in Node: progress, early header rejection, HTTP errors", { skip }, async () => {
+  const { serve } = await import("../../../scripts/web/serve.mjs");
+  const { mkdtemp, writeFile, copyFile, rm } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = await mkdtemp(join(tmpdir(), "wasm-chord-url-"));
+  const server = await serve({ models: dir });
+  try {
+    await copyFile(MODEL, join(dir, "m.gguf"));
+    // 8 MB of junk: refused at the first header check, long before the end.
+    await writeFile(join(dir, "junk.gguf"), new Uint8Array(8 << 20).fill(7));
+    const seen = [];
+    const model = await loadModel(`${server.url}/models/m.gguf`, { onProgress: (p) => seen.push(p) });
+    const last = seen.filter((p) => p.phase === "download").at(-1);
+    assert.equal(last.loaded, last.total);
+    assert.equal(last.total, model.info.fileBytes);
+    model.dispose();
+    let received = 0;
+    await rejectsWith(
+      loadModel(`${server.url}/models/junk.gguf`, {
+        onProgress: (p) => void (received = p.loaded ?? received),
+      }),
+      "BAD_MODEL",
+    );
+    assert.ok(received < 8 << 20, `read ${received} bytes`);
+    await rejectsWith(loadModel(`${server.url}/models/missing.gguf`), "NETWORK");
+  } finally {
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
