@@ -1,7 +1,7 @@
 // The demo page: pick a model (URL or file), watch it load, chat with it,
 // see tokens/s and the backend. Served from the repository root, it imports
 // the package straight from bindings/js (build it first: scripts/web/build.sh).
-import { loadModel, buildInfo } from "../../bindings/js/src/index.js";
+import { loadModel, loadModelInWorker, buildInfo } from "../../bindings/js/src/index.js";
 
 const $ = (id) => document.getElementById(id);
 const status = (text, state) => {
@@ -21,7 +21,7 @@ function setBusy(busy) {
 }
 
 async function load(source, sha256) {
-  model?.dispose();
+  await model?.dispose();
   model = null;
   messages = [];
   $("log").textContent = "";
@@ -31,7 +31,8 @@ async function load(source, sha256) {
   const t0 = performance.now();
   let fromCache = false;
   try {
-    model = await loadModel(source, {
+    const inWorker = $("use-worker").checked;
+    model = await (inWorker ? loadModelInWorker : loadModel)(source, {
       sha256: sha256 || undefined,
       contextSize: Number($("ctx").value) || 2048,
       onProgress: (p) => {
@@ -56,7 +57,8 @@ async function load(source, sha256) {
   $("progress").value = 1;
   status(`ready (${fromCache ? "from cache" : "downloaded"}, ${secs} s)`, "ready");
   $("status").dataset.cached = String(fromCache);
-  $("backend").textContent = `${model.backend()}${build.simd128 ? " (wasm simd128)" : ""}`;
+  const where = $("use-worker").checked ? ", in a worker" : ", main thread";
+  $("backend").textContent = `${model.backend()}${build.simd128 ? " (wasm simd128" : " (wasm"}${where})`;
   $("model-info").textContent =
     `${info.name || "(unnamed)"} · ${info.architecture} · ${info.nLayer} layers · ` +
     `vocab ${info.nVocab} · ${mb(info.fileBytes)} · context ${info.contextSize}` +
@@ -110,7 +112,6 @@ async function send(text) {
     $("tps").textContent = `${r.stats.tokensPerSecond.toFixed(1)} tokens/s (${r.stats.generatedTokens} tokens)`;
     $("prompt-stats").textContent =
       `${r.stats.promptTokens} tokens in ${r.stats.promptMs.toFixed(0)} ms`;
-    $("backend").textContent = r.stats.backend + " (wasm simd128)";
     $("gen-state").textContent = `done (${r.stopReason})`;
     $("gen-state").dataset.state = "done";
   } catch (e) {
@@ -140,9 +141,9 @@ $("prompt-form").addEventListener("submit", (ev) => {
   }
 });
 $("stop").addEventListener("click", () => running?.abort());
-$("reset").addEventListener("click", () => {
+$("reset").addEventListener("click", async () => {
   messages = [];
-  model?.reset();
+  await model?.reset();
   $("log").textContent = "";
 });
 
@@ -150,4 +151,5 @@ $("reset").addEventListener("click", () => {
 const params = new URLSearchParams(location.search);
 if (params.get("model")) $("model-url").value = params.get("model");
 if (params.get("sha256")) $("model-sha").value = params.get("sha256");
+if (params.get("worker") === "0") $("use-worker").checked = false;
 if (params.get("model") && params.get("autoload")) $("load-url").click();

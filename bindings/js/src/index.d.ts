@@ -154,3 +154,24 @@ export function backend(): Backend;
 export function availableBackends(): Promise<Backend[]>;
 export function buildInfo(): Promise<BuildInfo>;
 export function clearModelCache(url?: string, cacheName?: string): Promise<void>;
+
+/**
+ * The Model API with the model in a dedicated Web Worker (browsers): the page's
+ * main thread never blocks on a token. Methods that return values return Promises.
+ */
+export class WorkerModel {
+  readonly info: ModelInfo;
+  backend(): Backend;
+  tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<Uint32Array>;
+  detokenize(tokens: ArrayLike<number>): Promise<string>;
+  applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<string>;
+  generate(input: GenerateInput, options?: GenerateOptions): TextStream;
+  complete(input: GenerateInput, options?: GenerateOptions): Promise<GenerateResult>;
+  chat(messages: ChatMessage[], options?: GenerateOptions): TextStream;
+  reset(): Promise<void>;
+  /** Frees the model and ends the worker. */
+  dispose(): Promise<void>;
+}
+
+/** Like loadModel, in a new Web Worker. Bytes are moved (transferred) to it. */
+export function loadModelInWorker(source: ModelSource, options?: LoadOptions): Promise<WorkerModel>;

@@ -14,6 +14,7 @@ import initWasm, * as wasm from "../pkg/wasm_chord_web.js";
 import { openModelCache } from "./cache.js";
 
 export { clearModelCache } from "./cache.js";
+export { loadModelInWorker, WorkerModel } from "./worker-client.js";
 
 /** An error from wasm-chord, with a stable `code` (see index.d.ts). */
 export class WasmChordError extends Error {

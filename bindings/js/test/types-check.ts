@@ -6,6 +6,7 @@ import {
   backend,
   availableBackends,
   clearModelCache,
+  loadModelInWorker,
   WasmChordError,
   type Backend,
   type GenerateResult,
@@ -35,6 +36,11 @@ async function demo(file: Blob, signal: AbortSignal): Promise<string> {
   await clearModelCache();
   const all: Backend[] = await availableBackends();
   model.dispose();
+  const w = await loadModelInWorker("https://example.org/m.gguf", { contextSize: 512 });
+  const ids: Uint32Array = await w.tokenize("hi");
+  for await (const piece of w.chat([{ role: "user", content: "Hi" }], { maxTokens: 4 })) text += piece;
+  await w.dispose();
+  void ids;
   try {
     await loadModel("https://example.org/m.gguf");
   } catch (e) {
