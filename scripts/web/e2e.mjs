@@ -114,6 +114,28 @@ try {
   check(third.text === want, "same text after the new download");
   check(third.backend.includes("main thread"), `main thread: ${third.backend}`);
 
+  // Abort a generation running in a worker (the end-of-sequence token, id 2
+  // in the synthesized vocabulary, is banned so that it would run on).
+  const aborted = await page.evaluate(async (path) => {
+    const { loadModelInWorker } = await import("/bindings/js/src/index.js");
+    const m = await loadModelInWorker(path);
+    const ac = new AbortController();
+    let n = 0;
+    let code = null;
+    try {
+      for await (const _ of m.generate("Once", { maxTokens: 1000, greedy: true, logitBias: { 2: -Infinity }, signal: ac.signal })) {
+        if (++n === 3) ac.abort();
+      }
+    } catch (e) {
+      code = e.code;
+    }
+    const after = await m.complete("Once", { maxTokens: 2, greedy: true });
+    await m.dispose();
+    return { n, code, after: after.tokens.length };
+  }, modelPath);
+  check(aborted.code === "ABORTED" && aborted.n < 1000, `abort in a worker: ${JSON.stringify(aborted)}`);
+  check(aborted.after === 2, "the worker's model still generates after an abort");
+
   // The file picker (File/Blob path).
   errors.length = 0;
   const picked = await loadAndGenerate(join(modelDir, modelName));

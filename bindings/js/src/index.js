@@ -87,10 +87,15 @@ function abortError(signal) {
   return new WasmChordError("ABORTED", "aborted", { cause: signal?.reason });
 }
 
-/** Lets the event loop run (abort handlers, rendering) between tokens. */
+/**
+ * Lets the event loop run (abort handlers, input, rendering, messages to a
+ * worker) between tokens. A MessageChannel message is an ordinary task, so
+ * tasks already queued run first; `scheduler.yield()` would not do: its
+ * continuation runs ahead of queued messages, and a worker never saw its
+ * "abort".
+ */
 function yieldToEventLoop() {
   if (typeof setImmediate === "function") return new Promise((r) => setImmediate(r));
-  if (globalThis.scheduler?.yield) return globalThis.scheduler.yield();
   return new Promise((r) => {
     const ch = new MessageChannel();
     ch.port1.onmessage = () => {
