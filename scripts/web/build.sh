@@ -4,8 +4,8 @@
 # run-time feature detection, so the whole package requires a browser or
 # Node with WebAssembly SIMD: Chrome 91+, Firefox 89+, Safari 16.4+, Node 16+)
 # and wasm-bindgen writes ESM glue and TypeScript types into bindings/js/pkg.
-# wasm-pack's own wasm-opt download is off; Debian's binaryen (`wasm-opt`)
-# optimizes the module when it is installed.
+# wasm-pack's own wasm-opt download is off; a `wasm-opt` on the PATH
+# optimizes the module when it can read it.
 #
 #   scripts/web/build.sh [--dev]
 set -euo pipefail
@@ -20,9 +20,14 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+simd128" \
 
 wasm=bindings/js/pkg/wasm_chord_web_bg.wasm
 if [ "$profile" = --release ] && command -v wasm-opt >/dev/null 2>&1; then
-  wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
-    --enable-sign-ext --enable-mutable-globals --enable-reference-types \
-    "$wasm" -o "$wasm.opt" && mv "$wasm.opt" "$wasm"
+  # Debian bookworm's binaryen (108) cannot parse what current rustc emits
+  # (`table.fill`); the module is then left as rustc and wasm-bindgen wrote it.
+  if wasm-opt -O3 --all-features "$wasm" -o "$wasm.opt" 2>/dev/null; then
+    mv "$wasm.opt" "$wasm"
+  else
+    rm -f "$wasm.opt"
+    echo "build: $(wasm-opt --version) could not read the module; left unoptimized"
+  fi
 fi
 rm -f bindings/js/pkg/.gitignore
 echo "built bindings/js/pkg ($(du -h "$wasm" | cut -f1) wasm)"
