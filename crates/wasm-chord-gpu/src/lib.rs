@@ -21,7 +21,8 @@
 //!   `argmax`, `top_k`), so a forward pass is one submission. `argmax` and
 //!   `top_k` run on the device and read back only their answer.
 //! - Arithmetic is f32 everywhere (f16 only as a storage rounding), so no
-//!   adapter feature is required; subgroups are not used.
+//!   adapter feature is required; with subgroups the matrix-vector kernel
+//!   reduces its sums by shuffles, otherwise through workgroup memory.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -30,7 +31,7 @@ mod ops;
 mod weight;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use context::{not_available, Ctx};
@@ -78,6 +79,14 @@ pub struct GpuBackend {
     quantized: Mutex<HashMap<u32, Quantized>>,
     /// Scratch buffers by name (attention partials).
     scratch: Mutex<HashMap<&'static str, wgpu::Buffer>>,
+    /// Held while an op that uses the shared scratch buffers (rounded
+    /// activations, attention partials) records its dispatches, so that
+    /// sessions on other threads cannot record a write to them in between.
+    scratch_lock: Mutex<()>,
+    /// Smallest subgroup width when subgroups are enabled, else 0.
+    subgroup_min: u32,
+    /// Whether kernels may use subgroup operations.
+    use_subgroups: AtomicBool,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -113,7 +122,7 @@ impl GpuBackend {
         let info = adapter.get_info();
         let features = adapter.features();
         let limits = adapter.limits();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY;
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wasm-chord"),
@@ -127,10 +136,17 @@ impl GpuBackend {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
         Ok(Self {
-            ctx: Arc::new(Ctx::new(device, queue, limits, info, features)),
+            ctx: Arc::new(Ctx::new(device, queue, limits, info.clone(), features)),
             max_part,
             quantized: Mutex::new(HashMap::new()),
             scratch: Mutex::new(HashMap::new()),
+            scratch_lock: Mutex::new(()),
+            subgroup_min: if features.contains(wgpu::Features::SUBGROUP) {
+                info.subgroup_min_size
+            } else {
+                0
+            },
+            use_subgroups: AtomicBool::new(true),
         })
     }
 
@@ -189,6 +205,22 @@ impl GpuBackend {
     /// driver).
     pub fn set_pass_per_dispatch(&self, on: bool) {
         self.ctx.set_pass_per_dispatch(on)
+    }
+
+    /// Allows (default) or forbids subgroup operations in the kernels that
+    /// have a subgroup variant (the matrix-vector reduction); without them
+    /// the workgroup-memory path runs. Affects kernels compiled later.
+    pub fn set_subgroups(&self, on: bool) {
+        self.use_subgroups.store(on, Ordering::Relaxed);
+    }
+
+    /// Width the subgroup kernels may rely on (0: none).
+    pub(crate) fn subgroup_width(&self) -> usize {
+        if self.use_subgroups.load(Ordering::Relaxed) {
+            self.subgroup_min as usize
+        } else {
+            0
+        }
     }
 
     /// Submits the ops recorded so far without waiting for them (a read-back

@@ -80,6 +80,41 @@ fn with_deq(body: &str, ty: &str) -> String {
     )
 }
 
+/// The reduction of `matvec32.wgsl` with subgroup shuffles: each row's TPR
+/// lanes are an aligned part of one subgroup, so a butterfly over them
+/// leaves every lane with the row's sums.
+const SUBGROUP_REDUCE: &str = "    for (var t = 0u; t < nt; t++) {
+        var v = acc[t];
+        for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+            v += subgroupShuffleXor(v, s);
+        }
+        acc[t] = v;
+    }
+    if (r < rows && lane < nt) {
+        y[(t0 + lane) * p[3] + p[4] + r] = acc[lane];
+    }
+";
+
+/// `matvec32.wgsl` with its reduction done by subgroup shuffles.
+fn subgroup_variant(src: &str) -> String {
+    match (
+        src.find("    // REDUCE-BEGIN"),
+        src.find("    // REDUCE-END"),
+    ) {
+        (Some(a), Some(b)) => {
+            // Browsers' WGSL compilers require the directive; naga (native)
+            // rejects it and takes the subgroup builtins as they are.
+            let enable = if cfg!(target_arch = "wasm32") {
+                "enable subgroups;\n"
+            } else {
+                ""
+            };
+            format!("{enable}{}{SUBGROUP_REDUCE}{}", &src[..a], &src[b..])
+        }
+        _ => src.to_string(),
+    }
+}
+
 fn unsupported(op: &'static str, ty: GgmlType) -> BackendError {
     BackendError::UnsupportedType {
         backend: NAME,
@@ -163,6 +198,7 @@ impl GpuBackend {
             return Ok(());
         }
         let n = n_tokens * w.cols;
+        let _guard = self.scratch_lock.lock().unwrap_or_else(|e| e.into_inner());
         let act = match act_mode(w.ty) {
             Some(mode) => self.quantized(x, n, mode)?,
             None => x.buf.clone(),
@@ -192,13 +228,20 @@ impl GpuBackend {
                 _ => 256,
             }
         };
+        // With subgroups at least as wide as a row's threads, the sums are
+        // reduced by shuffles (rows get fewer threads if needed).
+        let sg = self.subgroup_width();
+        let shuffle = whole && !tiled && sg >= 4;
+        let tpr = if shuffle { tpr.min(sg) } else { tpr };
         let key = if tiled {
             format!("{kind}_{ty_name}")
         } else {
-            format!("{kind}_{ty_name}_{tpr}")
+            format!("{kind}_{ty_name}_{tpr}{}", if shuffle { "_sg" } else { "" })
         };
         let pipe = self.ctx.pipeline(&key, || {
-            with_deq(body, ty_name).replace("TPR", &format!("{tpr}u"))
+            let src = with_deq(body, ty_name);
+            let src = if shuffle { subgroup_variant(&src) } else { src };
+            src.replace("TPR", &format!("{tpr}u"))
         });
         for part in &w.parts {
             let common = [
@@ -558,6 +601,7 @@ impl GpuBackend {
             splits as u32,
             u32_of("attention", per)?,
         ];
+        let _guard = self.scratch_lock.lock().unwrap_or_else(|e| e.into_inner());
         let stats = self.scratch("attn_stats", (items * splits * 8) as u64)?;
         let pipe = self
             .ctx

@@ -88,3 +88,23 @@ fn f16_model_matches_cpu() {
     compare("llama", "f16", 2e-3);
     compare("gemma3", "f16", 2e-3);
 }
+
+#[test]
+fn sessions_on_several_threads_share_one_backend() {
+    // Ops of different sessions interleave in one command encoder; each
+    // op's use of the shared scratch buffers must stay whole. The kernels
+    // are deterministic, so every thread must get the one-thread logits.
+    let Some(g) = gpu() else { return };
+    let spec = SynthSpec::new(Some("qwen3"), "tiny", "q4_k_m", 9).unwrap();
+    let file = Arc::new(GgufFile::from_bytes(generate(&spec).unwrap()).unwrap());
+    let model = Model::load(file, g).unwrap();
+    let v = model.n_vocab() as u32;
+    let tokens: Vec<u32> = (0..16u32).map(|i| (i * 31 + 7) % v).collect();
+    let want = run(&model, &tokens);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| run(&model, &tokens))).collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), want);
+        }
+    });
+}

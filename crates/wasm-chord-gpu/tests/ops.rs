@@ -56,6 +56,41 @@ fn matmul_matches_cpu_for_every_type_and_batch_size() {
 }
 
 #[test]
+fn matvec_without_subgroups_matches_cpu() {
+    if gpu().is_none() {
+        return;
+    }
+    // The workgroup-memory reduction (the shared backend uses subgroup
+    // shuffles where the adapter has them).
+    let g = GpuBackend::new().unwrap();
+    g.set_subgroups(false);
+    let c = cpu();
+    for (cols, rows) in [(512usize, 40usize), (2304, 24)] {
+        for (i, &ty) in [
+            GgmlType::Q4_K,
+            GgmlType::Q6_K,
+            GgmlType::Q8_0,
+            GgmlType::F16,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 50 + i as u64))]);
+            let (wg, wc) = (weight(&g, &file, "w"), weight(&c, &file, "w"));
+            for n in [1usize, 5] {
+                let x = rand_vec(n * cols, 60 + n as u64);
+                let mut og = g.alloc(n * rows).unwrap();
+                let mut oc = c.alloc(n * rows).unwrap();
+                g.matmul(&wg, &g.upload(&x).unwrap(), n, &mut og).unwrap();
+                c.matmul(&wc, &c.upload(&x).unwrap(), n, &mut oc).unwrap();
+                let e = rel_l2(&read(&g, &og), &read(&c, &oc));
+                assert!(e < 2e-3, "{ty:?} {cols}x{rows} n={n}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
 fn weights_split_by_rows_give_the_same_products_and_embeddings() {
     if gpu().is_none() {
         return;

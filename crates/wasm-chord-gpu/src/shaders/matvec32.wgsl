@@ -3,7 +3,9 @@
 // 256 / TPR weight rows, TPR threads per row; each thread decodes a whole
 // sub-block at a time (its scales once, eight vec4s of weights) and dots
 // it with every token of the batch; partial sums are added by a tree in
-// workgroup memory. TPR is substituted by the host.
+// workgroup memory, or, when the adapter has subgroups at least TPR wide,
+// by a butterfly of subgroup shuffles (no barrier). TPR is substituted by
+// the host.
 // p: 0 rows of this part, 1 cols, 2 tokens, 3 rows of the output,
 //    4 first output row of this part, 5 workgroups along x, 6 bytes per row,
 //    7 first token.
@@ -40,6 +42,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
         }
     }
+    // REDUCE-BEGIN (the subgroup variant replaces this block)
     for (var t = 0u; t < nt; t++) {
         red[t * WG + lid] = acc[t];
     }
@@ -55,4 +58,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (r < rows && lane < nt) {
         y[(t0 + lane) * p[3] + p[4] + r] = red[lane * WG + lid - lane];
     }
+    // REDUCE-END
 }
