@@ -156,7 +156,7 @@ impl GpuBackend {
         let i = &self.ctx.info;
         let f = self.ctx.features;
         format!(
-            "{} ({:?}, {:?}, driver {} {}); shader-f16: {}, subgroups: {}, timestamps: {}; max binding {} MiB",
+            "{} ({:?}, {:?}, driver {} {}); shader-f16: {}, subgroups: {} ({}-{} wide{}), timestamps: {}; max binding {} MiB",
             i.name,
             i.backend,
             i.device_type,
@@ -164,6 +164,9 @@ impl GpuBackend {
             i.driver_info,
             f.contains(wgpu::Features::SHADER_F16),
             f.contains(wgpu::Features::SUBGROUP),
+            i.subgroup_min_size,
+            i.subgroup_max_size,
+            if self.subgroup_width() > 0 { ", used" } else { "" },
             f.contains(wgpu::Features::TIMESTAMP_QUERY),
             self.ctx.limits.max_storage_buffer_binding_size >> 20,
         )

@@ -109,7 +109,23 @@ fn subgroup_variant(src: &str) -> String {
             } else {
                 ""
             };
-            format!("{enable}{}{SUBGROUP_REDUCE}{}", &src[..a], &src[b..])
+            let src = format!("{enable}{}{SUBGROUP_REDUCE}{}", &src[..a], &src[b..]);
+            // Rows are assigned by subgroup position, so that a row's lanes
+            // are one aligned part of one subgroup whatever the driver's
+            // layout of invocations into subgroups.
+            match (src.find("    // SLOT-BEGIN"), src.find("    // SLOT-END")) {
+                (Some(a), Some(b)) => format!(
+                    "{}    let slot = sg_id * sg_size + sg_lane;\n{}",
+                    &src[..a],
+                    &src[b..]
+                )
+                .replace(
+                    "@builtin(local_invocation_index) lid: u32)",
+                    "@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg_id: u32, \
+                     @builtin(subgroup_size) sg_size: u32, @builtin(subgroup_invocation_id) sg_lane: u32)",
+                ),
+                _ => src,
+            }
         }
         _ => src.to_string(),
     }

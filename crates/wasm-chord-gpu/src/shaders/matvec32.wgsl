@@ -20,8 +20,11 @@ var<workgroup> red: array<f32, 2048>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let lane = lid % TPR;
-    let r = (wid.x + wid.y * p[5]) * (WG / TPR) + lid / TPR;
+    // SLOT-BEGIN (the subgroup variant numbers threads by subgroup)
+    let slot = lid;
+    // SLOT-END
+    let lane = slot % TPR;
+    let r = (wid.x + wid.y * p[5]) * (WG / TPR) + slot / TPR;
     let rows = p[0];
     let nt = p[2];
     let nv = p[1] / 4u;
