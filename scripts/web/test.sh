@@ -80,8 +80,14 @@ if $have_node; then
   result "tsc" $?
   set -e
 
+  step "panic-test build (the crate's panic-test feature, for bindings/js/test/panic.test.mjs)"
+  RUSTFLAGS="-C target-feature=+simd128" wasm-pack --quiet build crates/wasm-chord-web --release \
+    --target web --out-dir "$work/panic/pkg" --out-name wasm_chord_web --no-pack -- --features panic-test
+  cp -r bindings/js/src "$work/panic/src"
+
   step "JavaScript API in Node"
   set +e
+  WASMCHORD_PANIC_BUILD="$work/panic/src/index.js" \
   WASMCHORD_TINY_MODEL="$work/tiny.gguf" WASMCHORD_NATIVE_TEXT="$(cat "$work/native.txt")" \
     WASMCHORD_PROMPT="$PROMPT" WASMCHORD_N="$N" node --test bindings/js/test/
   result "node --test bindings/js/test" $?

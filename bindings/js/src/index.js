@@ -106,6 +106,20 @@ function yieldToEventLoop() {
   });
 }
 
+/**
+ * Internal, for the tests: panics inside wasm in a build made with the
+ * crate's `panic-test` feature; INVALID_ARGUMENT in every other build.
+ */
+export async function _panicForTesting() {
+  await init();
+  return call(() => {
+    if (typeof wasm.panicForTesting !== "function") {
+      throw new WasmChordError("INVALID_ARGUMENT", "not a panic-test build");
+    }
+    wasm.panicForTesting();
+  });
+}
+
 /** The backend models run on in this build: "cpu". */
 export function backend() {
   return "cpu";

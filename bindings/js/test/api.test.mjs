@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
-import { loadModel, buildInfo, backend, WasmChordError } from "../src/index.js";
+import { loadModel, buildInfo, backend, WasmChordError, _panicForTesting } from "../src/index.js";
 
 const MODEL = process.env.WASMCHORD_TINY_MODEL;
 const skip = MODEL ? false : "WASMCHORD_TINY_MODEL is not set (scripts/web/test.sh sets it)";
@@ -24,6 +24,8 @@ test("build info and backend", { skip }, async () => {
   assert.equal(info.backend, "cpu");
   assert.equal(info.simd128, true);
   assert.equal(backend(), "cpu");
+  // The package build has no deliberate panic.
+  await rejectsWith(_panicForTesting(), "INVALID_ARGUMENT");
 });
 
 test("greedy text equals the native CLI's", { skip }, async () => {

@@ -72,6 +72,14 @@ pub fn panic_message() -> Option<String> {
     panic::message()
 }
 
+/// Panics on purpose: only in builds with the `panic-test` feature, to test
+/// the panic fallback end to end.
+#[cfg(feature = "panic-test")]
+#[wasm_bindgen(js_name = panicForTesting)]
+pub fn panic_for_testing() {
+    panic!("deliberate panic (panic-test build)");
+}
+
 /// Receives a GGUF file in chunks (straight into wasm memory), hashing it
 /// and checking its header on the way.
 #[wasm_bindgen]
