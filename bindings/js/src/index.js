@@ -226,7 +226,7 @@ async function loadFromChunks(chunks, total, options, cached, hash = Boolean(opt
     if (options.signal?.aborted) throw abortError(options.signal);
     throw convert(e);
   } finally {
-    loader.free();
+    if (!poisoned) loader.free();
   }
 }
 
