@@ -52,9 +52,7 @@ pub fn matmul(w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Res
         GgmlType::Q4_K => mm::<BlockQ4K>(w, x, n_tokens, out, kernels::Q4_K),
         GgmlType::Q5_K => mm::<BlockQ5K>(w, x, n_tokens, out, kernels::Q5_K),
         GgmlType::Q6_K => mm::<BlockQ6K>(w, x, n_tokens, out, kernels::Q6_K),
-        GgmlType::IQ4_NL => {
-            mm::<BlockIQ4NL>(w, x, n_tokens, out, RowKernel::scalar::<BlockIQ4NL>())
-        }
+        GgmlType::IQ4_NL => mm::<BlockIQ4NL>(w, x, n_tokens, out, kernels::IQ4_NL),
         GgmlType::IQ4_XS => {
             mm::<BlockIQ4XS>(w, x, n_tokens, out, RowKernel::scalar::<BlockIQ4XS>())
         }

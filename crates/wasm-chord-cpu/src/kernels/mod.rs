@@ -159,6 +159,12 @@ pub(crate) const Q5_1: RowKernel<wasm_chord_core::quant::BlockQ8_1> = RowKernel 
     one: portable::dot_q5_1,
     four: |row, acts| acts.map(|a| portable::dot_q5_1(row, a)),
 };
+/// IQ4_NL weight rows · Q8_0 activations, in ggml-cpu's x86 order
+/// (`portable::dot_iq4_nl`).
+pub(crate) const IQ4_NL: RowKernel<BlockQ8_0> = RowKernel {
+    one: portable::dot_iq4_nl,
+    four: |row, acts| acts.map(|a| portable::dot_iq4_nl(row, a)),
+};
 row_kernel!(
     /// Q4_K weight rows · Q8_K activations.
     Q4_K,

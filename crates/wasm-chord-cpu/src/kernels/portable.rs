@@ -116,3 +116,24 @@ pub(crate) fn dot_q5_1(row: &[u8], acts: &[wasm_chord_core::quant::BlockQ8_1]) -
     }
     hsum8(&acc) + summs
 }
+
+/// IQ4_NL weight row · Q8_0 activations, in the order ggml-cpu computes it
+/// on x86 with AVX2: there IQ4_NL matrices (rows a multiple of 8) are
+/// repacked at load into 8-row interleaved blocks, and each output adds
+/// every block's exact integer dot times `d_x · d_y` with a fused
+/// multiply-add (`gemv_q4_b32_8x8_q8_0_lut_avx`). The reference order
+/// (separate multiply and add) flips int8 activations downstream often
+/// enough to matter.
+pub(crate) fn dot_iq4_nl(row: &[u8], acts: &[BlockQ8_0]) -> f32 {
+    use wasm_chord_core::quant::KVALUES_IQ4NL;
+    let mut sumf = 0f32;
+    for (x, y) in row.chunks_exact(18).zip(acts) {
+        let mut sumi = 0i32;
+        for (j, &q) in x[2..18].iter().enumerate() {
+            sumi += i32::from(KVALUES_IQ4NL[usize::from(q & 0x0F)]) * i32::from(y.qs[j]);
+            sumi += i32::from(KVALUES_IQ4NL[usize::from(q >> 4)]) * i32::from(y.qs[j + 16]);
+        }
+        sumf = (sumi as f32).mul_add(d_at(x) * f16_bits_to_f32(y.d), sumf);
+    }
+    sumf
+}

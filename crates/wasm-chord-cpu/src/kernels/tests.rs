@@ -206,3 +206,8 @@ fn q5_1_in_ggml_order_matches_reference() {
     check::<wasm_chord_core::quant::BlockQ5_1>(&[0, 2], portable::dot_q5_1);
     check4::<wasm_chord_core::quant::BlockQ5_1>(&[0, 2], Q5_1.four);
 }
+
+#[test]
+fn iq4_nl_in_ggml_order_matches_reference() {
+    check::<wasm_chord_core::quant::BlockIQ4NL>(&[0], portable::dot_iq4_nl);
+}
