@@ -1,0 +1,219 @@
+//! Attention over the KV cache and device top-k: the two ops whose work is
+//! split over several dispatches (row ranges and their reduction; rounds of
+//! chunked selection).
+
+use crate::context::Bind;
+use crate::ops::{grid64, need, shape, u32_of, MAX_GROUPS};
+use crate::{GpuBackend, GpuBuffer};
+use wasm_chord_core::backend::{AttentionParams, Result};
+
+const ATTN_COMMON: &str = include_str!("shaders/attn_common.wgsl");
+const ATTN_STATS: &str = include_str!("shaders/attn_stats.wgsl");
+const ATTN_PV: &str = include_str!("shaders/attn_pv.wgsl");
+const ATTN_REDUCE: &str = include_str!("shaders/attn_reduce.wgsl");
+const TOP_K: &str = include_str!("shaders/top_k.wgsl");
+/// Workgroups an attention call aims for: the cache rows are split into
+/// ranges until (token, head) pairs × ranges reach it.
+const ATTN_TARGET_GROUPS: usize = 1024;
+/// Candidates per workgroup of the top-k kernel.
+const TOPK_CHUNK: usize = 1024;
+/// Largest k the device top-k takes (larger ones sort on the host).
+const TOPK_MAX: usize = 256;
+
+impl GpuBackend {
+    pub(crate) fn op_attention(
+        &self,
+        q: &GpuBuffer,
+        k: &GpuBuffer,
+        v: &GpuBuffer,
+        p: &AttentionParams<'_>,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        let (nh, nkv, hd) = (p.n_heads, p.n_kv_heads, p.head_dim);
+        if nkv == 0 || nh % nkv != 0 {
+            return Err(shape(
+                "attention",
+                format!("{nh} heads over {nkv} kv heads"),
+            ));
+        }
+        if hd == 0 || hd > 256 || hd % 4 != 0 {
+            return Err(shape(
+                "attention",
+                format!("head_dim {hd} (a multiple of 4, at most 256)"),
+            ));
+        }
+        let n_tok = p.query_positions.len();
+        let n_slots = p.cache_positions.len();
+        need("attention", "q", q.len, n_tok * nh * hd)?;
+        need("attention", "out", out.len, n_tok * nh * hd)?;
+        need("attention", "k", k.len, n_slots * nkv * hd)?;
+        need("attention", "v", v.len, n_slots * nkv * hd)?;
+        if n_tok == 0 {
+            return Ok(());
+        }
+        let kpos: Vec<u32> = p
+            .cache_positions
+            .iter()
+            .map(|s| s.unwrap_or(u32::MAX))
+            .collect();
+        let items = n_tok * nh;
+        // Rows per range (a multiple of 16), so that enough workgroups run.
+        let want = ATTN_TARGET_GROUPS.div_ceil(items).max(1);
+        let per = n_slots.div_ceil(want).div_ceil(16).max(1) * 16;
+        let splits = n_slots.div_ceil(per).max(1);
+        if items as u64 > MAX_GROUPS * MAX_GROUPS {
+            return Err(shape("attention", format!("{items} token heads")));
+        }
+        let g = (
+            splits as u32,
+            items.min(MAX_GROUPS as usize) as u32,
+            items.div_ceil(MAX_GROUPS as usize) as u32,
+        );
+        let params = [
+            u32_of("attention", n_tok)?,
+            u32_of("attention", nh)?,
+            u32_of("attention", nkv)?,
+            u32_of("attention", hd)?,
+            u32_of("attention", n_slots)?,
+            p.scale.to_bits(),
+            p.softcap.unwrap_or(0.0).to_bits(),
+            p.window.unwrap_or(0),
+            splits as u32,
+            u32_of("attention", per)?,
+        ];
+        let _guard = self.scratch_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = self.scratch("attn_stats", (items * splits * 8) as u64)?;
+        let pipe = self
+            .ctx
+            .pipeline("attn_stats", || format!("{ATTN_COMMON}\n{ATTN_STATS}"));
+        self.ctx.dispatch(
+            "attn_stats",
+            &pipe,
+            &params,
+            &[
+                Bind::Buf(&q.buf),
+                Bind::Buf(&k.buf),
+                Bind::Data(p.query_positions),
+                Bind::Data(&kpos),
+                Bind::Buf(&stats),
+            ],
+            g,
+        );
+        let part = if splits == 1 {
+            out.buf.clone()
+        } else {
+            self.scratch("attn_part", (items * splits * hd * 4) as u64)?
+        };
+        let pipe = self
+            .ctx
+            .pipeline("attn_pv", || format!("{ATTN_COMMON}\n{ATTN_PV}"));
+        self.ctx.dispatch(
+            "attn_pv",
+            &pipe,
+            &params,
+            &[
+                Bind::Buf(&q.buf),
+                Bind::Buf(&k.buf),
+                Bind::Buf(&v.buf),
+                Bind::Data(p.query_positions),
+                Bind::Data(&kpos),
+                Bind::Buf(&stats),
+                Bind::Buf(&part),
+            ],
+            g,
+        );
+        if splits > 1 {
+            let n = items * hd;
+            let (g, tx) = grid64(n as u64);
+            let pipe = self.simple("attn_reduce", ATTN_REDUCE);
+            self.ctx.dispatch(
+                "attn_reduce",
+                &pipe,
+                &[u32_of("attention", n)?, tx, hd as u32, splits as u32],
+                &[Bind::Buf(&part), Bind::Buf(&out.buf)],
+                g,
+            );
+        }
+        Ok(())
+    }
+
+    /// A device buffer of at least `bytes` kept under `name` for reuse by
+    /// later ops (they run in order, so one op's scratch is free again when
+    /// the next one starts).
+    fn scratch(&self, name: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+        let mut map = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = map.get(name) {
+            if b.size() >= bytes {
+                return Ok(b.clone());
+            }
+        }
+        let b = self.ctx.storage(bytes.next_power_of_two(), name)?;
+        map.insert(name, b.clone());
+        Ok(b)
+    }
+
+    /// Device top-k: rounds of the chunked selection kernel until one chunk
+    /// is left, then one read-back of k (value, index) pairs.
+    pub(crate) fn op_top_k(&self, x: &GpuBuffer, n: usize, k: usize) -> Result<Vec<(u32, f32)>> {
+        need("top_k", "x", x.len, n)?;
+        let k = k.min(n);
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        if k > TOPK_MAX {
+            let mut host = vec![0.0; n];
+            self.download_sync(x, &mut host)?;
+            return Ok(host_top_k(&host, k));
+        }
+        let pipe = self.simple("top_k", TOP_K);
+        let mut src = x.buf.clone();
+        let mut cand = n;
+        let mut paired = 0u32;
+        loop {
+            let chunks = cand.div_ceil(TOPK_CHUNK);
+            if chunks as u64 > MAX_GROUPS {
+                return Err(shape("top_k", format!("{n} values")));
+            }
+            let dst = self.ctx.storage((chunks * k * 8) as u64, "top_k")?;
+            self.ctx.dispatch(
+                "top_k",
+                &pipe,
+                &[u32_of("top_k", cand)?, u32_of("top_k", k)?, paired],
+                &[Bind::Buf(&src), Bind::Buf(&dst)],
+                (chunks as u32, 1, 1),
+            );
+            src = dst;
+            cand = chunks * k;
+            paired = 1;
+            if chunks == 1 {
+                break;
+            }
+        }
+        let bytes = self.ctx.read(&src, 0, (k * 8) as u64)?;
+        let words: &[u32] = bytemuck::cast_slice(&bytes);
+        Ok(words
+            .chunks_exact(2)
+            .filter(|w| w[1] != u32::MAX)
+            .map(|w| (w[1], f32::from_bits(w[0])))
+            .collect())
+    }
+
+    fn download_sync(&self, x: &GpuBuffer, out: &mut [f32]) -> Result<()> {
+        let bytes = self.ctx.read(&x.buf, 0, out.len() as u64 * 4)?;
+        out.copy_from_slice(bytemuck::cast_slice(&bytes));
+        Ok(())
+    }
+}
+
+/// The `k` largest values, largest first (ties: lowest index; NaN skipped).
+fn host_top_k(x: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut idx: Vec<(u32, f32)> = x
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_nan())
+        .map(|(i, &v)| (i as u32, v))
+        .collect();
+    idx.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    idx.truncate(k);
+    idx
+}
