@@ -6,9 +6,12 @@ use crate::sampler::{Sampler, SamplerConfig};
 use crate::session::{Logits, Session};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 use std::time::{Duration, Instant};
 use wasm_chord_core::backend::Backend;
 use wasm_chord_core::tokenizer::Tokenizer;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use web_time::{Duration, Instant};
 
 /// What to generate and when to stop.
 #[derive(Debug, Clone)]

@@ -24,6 +24,7 @@ use wasm_chord_core::quant::{
 
 /// Whether the CPU has AVX2, FMA and F16C (detected on first call, then
 /// cached).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

@@ -348,26 +348,31 @@ fn fill(spec: &SynthSpec, t: &Planned) -> Result<Vec<u8>, SynthError> {
             v.push((i, c));
         }
     }
-    let seed = spec.seed;
-    let ty = t.ty;
-    let name = &t.name;
+    let (seed, ty, name) = (spec.seed, t.ty, &t.name);
+    let work = move |chunks: Vec<(usize, &mut [u8])>| -> Result<(), SynthError> {
+        let mut buf = Vec::new();
+        for (i, dst) in chunks {
+            let rows = dst.len() / row_bytes;
+            buf.resize(rows * ncols, 0.0f32);
+            Rng::new(seed, &format!("{name}#{i}")).fill_normal(&mut buf, mean, std);
+            if iq4::encode(ty, &buf, dst).is_none() {
+                wasm_chord_core::quant::quantize(ty, &buf, dst)?;
+            }
+        }
+        Ok(())
+    };
+    if threads == 1 {
+        // Also the path on targets without threads (wasm32), where
+        // spawning panics.
+        for chunks in per_thread {
+            work(chunks)?;
+        }
+        return Ok(out);
+    }
     std::thread::scope(|sc| {
         let handles: Vec<_> = per_thread
             .into_iter()
-            .map(|work| {
-                sc.spawn(move || -> Result<(), SynthError> {
-                    let mut buf = Vec::new();
-                    for (i, dst) in work {
-                        let rows = dst.len() / row_bytes;
-                        buf.resize(rows * ncols, 0.0f32);
-                        Rng::new(seed, &format!("{name}#{i}")).fill_normal(&mut buf, mean, std);
-                        if iq4::encode(ty, &buf, dst).is_none() {
-                            wasm_chord_core::quant::quantize(ty, &buf, dst)?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
+            .map(|chunks| sc.spawn(move || work(chunks)))
             .collect();
         handles
             .into_iter()
