@@ -82,15 +82,18 @@ pub(crate) fn shape(op: &'static str, detail: String) -> BackendError {
     BackendError::Shape { op, detail }
 }
 
-/// A candle error as a backend error. The contract has no variant for a
-/// device failure, so it is reported as a failed operation with candle's
-/// message (out-of-memory is recognized).
+/// A candle error as a backend error: out-of-memory is recognized, anything
+/// else is a device failure carrying candle's message.
 pub(crate) fn candle_err(op: &'static str, e: candle_core::Error) -> BackendError {
     let msg = e.to_string();
     if msg.contains("OUT_OF_MEMORY") || msg.contains("out of memory") {
         return BackendError::OutOfMemory { bytes: 0 };
     }
-    shape(op, format!("candle: {msg}"))
+    BackendError::Device {
+        backend: "candle",
+        op,
+        detail: msg,
+    }
 }
 
 fn need(op: &'static str, what: &str, have: usize, need: usize) -> Result<()> {

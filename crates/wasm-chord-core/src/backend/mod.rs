@@ -83,6 +83,17 @@ pub enum BackendError {
         /// Bytes asked for.
         bytes: u64,
     },
+    /// The device or its driver failed an operation (a kernel launch, a
+    /// copy, a lost device); the message is the device library's.
+    #[error("backend {backend}: {op} failed on the device: {detail}")]
+    Device {
+        /// The backend's name.
+        backend: &'static str,
+        /// The operation.
+        op: &'static str,
+        /// The device library's message.
+        detail: String,
+    },
     /// The backend was compiled out or no device is present.
     #[error("backend {backend} is not available: {reason}")]
     NotAvailable {
