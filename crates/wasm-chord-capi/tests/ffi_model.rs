@@ -112,10 +112,29 @@ fn loading_from_file_and_memory_with_progress_and_cancel() {
         assert!(last_error().contains("cuda"));
         assert_eq!(wasmchord_backend_available(c"cpu".as_ptr()), WASMCHORD_OK);
         assert_eq!(wasmchord_backend_available(c"auto".as_ptr()), WASMCHORD_OK);
+        // WebGPU is there when this build has the feature and an adapter
+        // opens (the suite builds it; CI has lavapipe).
+        let webgpu = wasm_chord_runtime::AnyBackend::open(wasm_chord_runtime::Device::WebGpu);
         assert_eq!(
             wasmchord_backend_available(c"webgpu".as_ptr()),
+            if webgpu.is_ok() {
+                WASMCHORD_OK
+            } else {
+                WASMCHORD_UNSUPPORTED_BACKEND
+            }
+        );
+        if !wasm_chord_runtime::Device::compiled().contains(&"metal") {
+            assert_eq!(
+                wasmchord_backend_available(c"metal".as_ptr()),
+                WASMCHORD_UNSUPPORTED_BACKEND
+            );
+            assert!(last_error().contains("metal"), "{}", last_error());
+        }
+        assert_eq!(
+            wasmchord_backend_available(c"quantum".as_ptr()),
             WASMCHORD_UNSUPPORTED_BACKEND
         );
+        assert!(last_error().contains("unknown device"), "{}", last_error());
         let missing =
             CString::new(common::scratch().join("missing.gguf").to_str().unwrap()).unwrap();
         assert_eq!(
