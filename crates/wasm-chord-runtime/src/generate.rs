@@ -100,21 +100,32 @@ impl Generation {
     }
 }
 
-/// Holds back streamed text that could still turn into a stop text.
-struct StopFilter<'a> {
-    stops: &'a [String],
+/// Holds back streamed text that could still turn into a stop text, so that
+/// a stop text is never emitted, not even in part. Owns its state: callers
+/// that generate a token per call (the browser package) keep it between
+/// calls.
+#[derive(Debug, Clone, Default)]
+pub struct StopFilter {
+    stops: Vec<String>,
     held: String,
 }
 
-impl StopFilter<'_> {
+impl StopFilter {
+    /// A filter for `stops` (empty texts are ignored).
+    pub fn new(stops: Vec<String>) -> Self {
+        Self {
+            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+            held: String::new(),
+        }
+    }
+
     /// Adds text; returns what can be emitted now and whether a stop text
     /// was found (in which case the returned text is everything before it).
-    fn push(&mut self, piece: &str) -> (String, bool) {
+    pub fn push(&mut self, piece: &str) -> (String, bool) {
         self.held.push_str(piece);
         if let Some(at) = self
             .stops
             .iter()
-            .filter(|s| !s.is_empty())
             .filter_map(|s| self.held.find(s.as_str()))
             .min()
         {
@@ -143,7 +154,8 @@ impl StopFilter<'_> {
         (out, false)
     }
 
-    fn finish(&mut self) -> String {
+    /// The text still held (when generation ends for another reason).
+    pub fn finish(&mut self) -> String {
         std::mem::take(&mut self.held)
     }
 }
@@ -171,10 +183,7 @@ pub fn generate<B: Backend>(
     let t1 = Instant::now();
 
     let mut decoder = tokenizer.stream_decoder(false);
-    let mut filter = StopFilter {
-        stops: &params.stop,
-        held: String::new(),
-    };
+    let mut filter = StopFilter::new(params.stop.clone());
     let mut out = Generation {
         tokens: Vec::new(),
         text: String::new(),
@@ -239,11 +248,7 @@ mod tests {
     use super::*;
 
     fn run(stops: &[&str], pieces: &[&str]) -> (Vec<String>, bool) {
-        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
-        let mut f = StopFilter {
-            stops: &stops,
-            held: String::new(),
-        };
+        let mut f = StopFilter::new(stops.iter().map(|s| s.to_string()).collect());
         let mut out = Vec::new();
         for p in pieces {
             let (t, stop) = f.push(p);

@@ -30,7 +30,7 @@ pub mod synth;
 pub use config::{Arch, ModelConfig};
 pub use device::{AnyBackend, Device};
 pub use error::{Result, RuntimeError};
-pub use generate::{generate, CancelToken, GenerateParams, Generation, StopReason};
+pub use generate::{generate, CancelToken, GenerateParams, Generation, StopFilter, StopReason};
 pub use kv_cache::KvCache;
 pub use model::Model;
 pub use perplexity::{perplexity, Perplexity};

@@ -39,7 +39,7 @@ mod vocab;
 mod wpm;
 
 pub use error::TokenizerError;
-pub use stream::StreamDecoder;
+pub use stream::{StreamDecoder, Utf8Stream};
 pub use vocab::{attr, SpecialIds, VocabKind};
 
 use crate::gguf::Metadata;

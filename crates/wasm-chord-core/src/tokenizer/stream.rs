@@ -21,6 +21,14 @@ use super::Tokenizer;
 pub struct StreamDecoder<'a> {
     tok: &'a Tokenizer,
     special: bool,
+    bytes: Utf8Stream,
+}
+
+/// Bytes in, whole UTF-8 text out: the state of [`StreamDecoder`] without
+/// the tokenizer, for callers that keep a generation alive between calls
+/// (the browser package) and cannot hold a borrow.
+#[derive(Debug, Default, Clone)]
+pub struct Utf8Stream {
     pending: Vec<u8>,
 }
 
@@ -30,15 +38,33 @@ impl<'a> StreamDecoder<'a> {
         Self {
             tok,
             special,
-            pending: Vec::new(),
+            bytes: Utf8Stream::default(),
         }
     }
 
     /// Adds one token; returns the text that is now complete (maybe empty).
     pub fn push(&mut self, id: u32) -> Result<String, TokenizerError> {
         let piece = self.tok.token_to_piece(id, self.special)?;
-        self.pending.extend_from_slice(piece);
-        Ok(self.take_complete())
+        Ok(self.bytes.push(piece))
+    }
+
+    /// Flushes what is left (an incomplete tail becomes U+FFFD).
+    pub fn finish(&mut self) -> String {
+        self.bytes.finish()
+    }
+
+    /// Bytes held back, waiting for the rest of a character.
+    pub fn pending(&self) -> &[u8] {
+        self.bytes.pending()
+    }
+}
+
+impl Utf8Stream {
+    /// Adds the bytes of one token; returns the text now complete (maybe
+    /// empty). Bytes that can never become valid UTF-8 come out as U+FFFD.
+    pub fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        self.take_complete()
     }
 
     /// Flushes what is left (an incomplete tail becomes U+FFFD).
