@@ -635,23 +635,4 @@ impl Backend for CandleBackend {
             .copied()
             .ok_or_else(|| shape(op, "empty result".into()))
     }
-
-    fn top_k(&self, x: &CandleBuffer, n: usize, k: usize) -> Result<Vec<(u32, f32)>> {
-        let mut host = vec![0.0; n];
-        self.download(x, &mut host)?;
-        let mut idx: Vec<(u32, f32)> = host
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| !v.is_nan())
-            .map(|(i, &v)| (i as u32, v))
-            .collect();
-        let k = k.min(idx.len());
-        let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if k < idx.len() && k > 0 {
-            idx.select_nth_unstable_by(k - 1, cmp);
-        }
-        idx.truncate(k);
-        idx.sort_by(cmp);
-        Ok(idx)
-    }
 }

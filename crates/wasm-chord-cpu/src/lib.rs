@@ -345,6 +345,6 @@ impl Backend for CpuBackend {
 
     fn top_k(&self, x: &Vec<f32>, n: usize, k: usize) -> Result<Vec<(u32, f32)>> {
         need("top_k", "x", x.len(), n)?;
-        Ok(ops::top_k(&x[..n], k))
+        Ok(wasm_chord_core::backend::host_top_k(&x[..n], k))
     }
 }

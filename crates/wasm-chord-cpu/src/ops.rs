@@ -105,24 +105,6 @@ pub fn glu(kind: GluKind, gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
 }
 
-/// The `k` largest values, largest first (ties: lowest index).
-pub fn top_k(x: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let mut idx: Vec<(u32, f32)> = x
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| !v.is_nan())
-        .map(|(i, &v)| (i as u32, v))
-        .collect();
-    let k = k.min(idx.len());
-    let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if k < idx.len() && k > 0 {
-        idx.select_nth_unstable_by(k - 1, cmp);
-    }
-    idx.truncate(k);
-    idx.sort_by(cmp);
-    idx
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,12 +161,5 @@ mod tests {
         }
         assert_eq!(gelu_f16_table(-11.0), 0.0);
         assert_eq!(gelu_f16_table(12.5), 12.5);
-    }
-
-    #[test]
-    fn top_k_orders_and_breaks_ties_by_index() {
-        let x = [0.5, 2.0, -1.0, 2.0, f32::NAN, 1.5];
-        assert_eq!(top_k(&x, 3), vec![(1, 2.0), (3, 2.0), (5, 1.5)]);
-        assert_eq!(top_k(&x, 10).len(), 5);
     }
 }

@@ -341,14 +341,32 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// The `k` largest of the first `n` values, as (index, value), largest
-    /// first. Backends without a device kernel read back and sort.
+    /// first (ties: lowest index; NaN never taken). The default reads back
+    /// and selects on the host ([`host_top_k`]); device backends override it.
     fn top_k(&self, x: &Self::Buffer, n: usize, k: usize) -> Result<Vec<(u32, f32)>> {
-        let _ = (x, n, k);
-        Err(BackendError::Unsupported {
-            backend: self.name(),
-            op: "top_k",
-        })
+        let mut host = vec![0.0; n];
+        self.download(x, &mut host)?;
+        Ok(host_top_k(&host, k))
     }
+}
+
+/// The `k` largest values of `x` on the host, largest first (ties: lowest
+/// index; NaN never taken): a partial selection, then a sort of the `k`.
+pub fn host_top_k(x: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut idx: Vec<(u32, f32)> = x
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_nan())
+        .map(|(i, &v)| (i as u32, v))
+        .collect();
+    let k = k.min(idx.len());
+    let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if k < idx.len() && k > 0 {
+        idx.select_nth_unstable_by(k - 1, cmp);
+    }
+    idx.truncate(k);
+    idx.sort_by(cmp);
+    idx
 }
 
 /// Argmax on the host (ties: lowest index; NaN never wins).
@@ -362,4 +380,18 @@ pub fn host_argmax(x: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_top_k_orders_and_breaks_ties_by_index() {
+        let x = [0.5, 2.0, -1.0, 2.0, f32::NAN, 1.5];
+        assert_eq!(host_top_k(&x, 3), vec![(1, 2.0), (3, 2.0), (5, 1.5)]);
+        assert_eq!(host_top_k(&x, 10).len(), 5);
+        assert!(host_top_k(&x, 0).is_empty());
+        assert_eq!(host_argmax(&x), 1);
+    }
 }
