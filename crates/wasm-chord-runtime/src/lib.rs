@@ -32,7 +32,7 @@ pub use device::{AnyBackend, Device};
 pub use error::{Result, RuntimeError};
 pub use generate::{generate, CancelToken, GenerateParams, Generation, StopFilter, StopReason};
 pub use kv_cache::KvCache;
-pub use model::Model;
+pub use model::{Model, StreamedWeights};
 pub use perplexity::{perplexity, Perplexity};
 pub use session::{Logits, Prefilled, Session, SessionConfig};
 pub use wasm_chord_core as core;

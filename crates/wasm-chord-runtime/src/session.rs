@@ -153,6 +153,18 @@ impl<'m, B: Backend> Session<'m, B> {
     /// one and how many tokens were evaluated, reusing the longest common prefix already cached instead of
     /// recomputing it (multi-turn chat re-sends the whole conversation).
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<Prefilled> {
+        let start = self.reuse_prefix(tokens)?;
+        let logits = self.forward(&tokens[start..], Logits::Last)?;
+        Ok(Prefilled {
+            logits,
+            evaluated: tokens.len() - start,
+        })
+    }
+
+    /// Keeps the longest cached prefix of `tokens` (all but the last token
+    /// at most, which must run again for its logits); returns where the
+    /// tokens to evaluate start.
+    fn reuse_prefix(&mut self, tokens: &[u32]) -> Result<usize> {
         if tokens.is_empty() {
             return Err(RuntimeError::BadBatch {
                 len: 0,
@@ -165,14 +177,8 @@ impl<'m, B: Backend> Session<'m, B> {
             .zip(tokens)
             .take_while(|(a, b)| a == b)
             .count();
-        // At least the last token is run again, for its logits.
         self.truncate(common.min(tokens.len() - 1))?;
-        let start = self.n_past;
-        let logits = self.forward(&tokens[start..], Logits::Last)?;
-        Ok(Prefilled {
-            logits,
-            evaluated: tokens.len() - start,
-        })
+        Ok(self.n_past)
     }
 
     /// Keeps the first `n` positions, to continue from a common prefix.
@@ -205,6 +211,60 @@ impl<'m, B: Backend> Session<'m, B> {
     /// Errors leave the session unchanged: invalid ids and a full context
     /// are checked before any work.
     pub fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
+        self.check_input(tokens)?;
+        let mut out = Vec::new();
+        let chunks: Vec<&[u32]> = tokens.chunks(self.cfg.n_batch).collect();
+        let last = chunks.len() - 1;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            // Rows of this chunk that fall inside the requested tail.
+            let chunk_end = (i * self.cfg.n_batch + chunk.len()) as isize;
+            let rows = match which {
+                Logits::All => chunk.len(),
+                Logits::Last => usize::from(i == last),
+                Logits::Tail(t) => {
+                    let tail_start = tokens.len() as isize - t.min(tokens.len()) as isize;
+                    (chunk_end - tail_start).clamp(0, chunk.len() as isize) as usize
+                }
+            };
+            if let Some(logits) = self.batch(chunk, rows)? {
+                let mut host = vec![0.0; rows * self.model.config.n_vocab];
+                self.model.backend.download(&logits, &mut host)?;
+                out.extend(host);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Like [`Session::forward`] with [`Logits::Last`], but leaves the
+    /// logits on the device (`n_vocab` values in the returned buffer) and
+    /// reads nothing back: the caller downloads them, e.g. asynchronously
+    /// where a blocking read-back is impossible (WebGPU in a browser).
+    pub fn forward_device(&mut self, tokens: &[u32]) -> Result<B::Buffer> {
+        self.check_input(tokens)?;
+        let chunks: Vec<&[u32]> = tokens.chunks(self.cfg.n_batch).collect();
+        let last = chunks.len() - 1;
+        let mut logits = None;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            logits = self.batch(chunk, usize::from(i == last))?;
+        }
+        logits.ok_or(RuntimeError::BadBatch {
+            len: 0,
+            max: self.cfg.n_batch,
+        })
+    }
+
+    /// [`Session::prefill`] with the logits left on the device (see
+    /// [`Session::forward_device`]); also returns how many tokens were
+    /// evaluated.
+    pub fn prefill_device(&mut self, tokens: &[u32]) -> Result<(B::Buffer, usize)> {
+        let start = self.reuse_prefix(tokens)?;
+        let logits = self.forward_device(&tokens[start..])?;
+        Ok((logits, tokens.len() - start))
+    }
+
+    /// Checks ids and room before any work, so that errors leave the
+    /// session unchanged.
+    fn check_input(&self, tokens: &[u32]) -> Result<()> {
         let n_vocab = self.model.config.n_vocab;
         if tokens.is_empty() {
             return Err(RuntimeError::BadBatch {
@@ -222,32 +282,12 @@ impl<'m, B: Backend> Session<'m, B> {
                 capacity: self.cfg.n_ctx,
             });
         }
-        let mut out = Vec::new();
-        let chunks: Vec<&[u32]> = tokens.chunks(self.cfg.n_batch).collect();
-        let last = chunks.len() - 1;
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            // Rows of this chunk that fall inside the requested tail.
-            let chunk_end = (i * self.cfg.n_batch + chunk.len()) as isize;
-            let rows = match which {
-                Logits::All => chunk.len(),
-                Logits::Last => usize::from(i == last),
-                Logits::Tail(t) => {
-                    let tail_start = tokens.len() as isize - t.min(tokens.len()) as isize;
-                    (chunk_end - tail_start).clamp(0, chunk.len() as isize) as usize
-                }
-            };
-            if rows == 0 {
-                self.batch(chunk, 0)?;
-                continue;
-            }
-            out.extend(self.batch(chunk, rows)?);
-        }
-        Ok(out)
+        Ok(())
     }
 
-    /// One forward pass over a batch, returning the logits of its last
-    /// `rows` tokens (none when `rows == 0`).
-    fn batch(&mut self, tokens: &[u32], rows: usize) -> Result<Vec<f32>> {
+    /// One forward pass over a batch; the logits of its last `rows` tokens
+    /// stay on the device (`None` when `rows == 0`).
+    fn batch(&mut self, tokens: &[u32], rows: usize) -> Result<Option<B::Buffer>> {
         let m: &Model<B> = &self.model;
         let be = &*m.backend;
         let c: &ModelConfig = &m.config;
@@ -355,7 +395,7 @@ impl<'m, B: Backend> Session<'m, B> {
         self.history.extend_from_slice(tokens);
 
         if rows == 0 {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         // Final norm and output projection only for the rows asked for.
         let src = if rows == n {
@@ -370,8 +410,6 @@ impl<'m, B: Backend> Session<'m, B> {
         if let Some(cap) = c.final_softcap {
             be.softcap(&mut logits, cap, rows * c.n_vocab)?;
         }
-        let mut host = vec![0.0; rows * c.n_vocab];
-        be.download(&logits, &mut host)?;
-        Ok(host)
+        Ok(Some(logits))
     }
 }
