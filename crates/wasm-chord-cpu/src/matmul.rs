@@ -2,6 +2,7 @@
 //! quantized once per token, then each weight row is dotted with them by the
 //! fastest kernel for its type (see `kernels`), or the scalar reference.
 
+use crate::kernels::tiled::{self, Tiling, TILE_PAIRS, TILE_ROWS};
 use crate::kernels::{self, RowKernel};
 use crate::{need, shape, CpuWeight};
 use half::{bf16, f16};
@@ -38,6 +39,16 @@ pub fn matmul(w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Res
     need("matmul", "out", out.len(), n_tokens * w.rows)?;
     let out = &mut out[..n_tokens * w.rows];
     let x = &x[..n_tokens * w.cols];
+    if n_tokens >= TILED_MIN_TOKENS && tiled::available() {
+        match w.ty {
+            GgmlType::Q8_0 => return mm_tiled(w, x, n_tokens, out, tiled::Kind::Q8_0),
+            GgmlType::Q5_0 => return mm_tiled(w, x, n_tokens, out, tiled::Kind::Q5_0),
+            GgmlType::Q4_0 => return mm_tiled(w, x, n_tokens, out, tiled::Kind::Q4_0),
+            GgmlType::Q4_K => return mm_tiled(w, x, n_tokens, out, tiled::Q4K),
+            GgmlType::Q6_K => return mm_tiled(w, x, n_tokens, out, tiled::Q6K),
+            _ => {}
+        }
+    }
     match w.ty {
         GgmlType::F32 => mm::<f32>(w, x, n_tokens, out, RowKernel::scalar::<f32>()),
         GgmlType::F16 => mm::<f16>(w, x, n_tokens, out, RowKernel::scalar::<f16>()),
@@ -148,6 +159,101 @@ fn mm<B: GgmlBlock>(
             }
         }
     }
+    Ok(())
+}
+
+/// Prompt batches of at least this many tokens take the register-tiled
+/// kernels (where the CPU has them): below it, decoding the weight rows up
+/// front costs more than it saves.
+const TILED_MIN_TOKENS: usize = 8;
+/// Weight rows decoded and swept by one parallel task of [`mm_tiled`].
+const TILED_ROWS_PER_TASK: usize = 32;
+/// Token pairs whose activations one task sweeps its rows with at a time.
+const TILED_PAIRS_PER_SWEEP: usize = 8;
+
+/// The output matrix, written by several tasks at once (each its own rows).
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the tasks of `mm_tiled` write disjoint elements (their own rows
+// of every token) and the pointer outlives them (`for_each` returns first).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Element `i` (the caller keeps it inside the matrix).
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
+/// `matmul` for prompt batches with the register-tiled kernels
+/// (`kernels::tiled`): each task decodes [`TILED_ROWS_PER_TASK`] weight rows
+/// once, then sweeps them with every token, tile by tile. The results are
+/// bit-identical to [`mm`]'s.
+fn mm_tiled<K: Tiling>(
+    w: &CpuWeight,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    kind: K,
+) -> Result<()> {
+    let cols = w.cols;
+    if cols % K::BLOCK != 0 {
+        return Err(shape(
+            "matmul",
+            format!("row of {cols} not a multiple of {}", K::BLOCK),
+        ));
+    }
+    let nb = cols / K::BLOCK;
+    let ts = kind.type_size();
+    let row_bytes = nb * ts;
+    let rows = w.rows;
+    let data = w.data.as_slice();
+    need("matmul", "weight bytes", data.len(), row_bytes * rows)?;
+    need("matmul", "out", out.len(), n_tokens * rows)?;
+    let mut acts = vec![K::Act::default(); n_tokens * nb];
+    quantize_activations(x, &mut acts)?;
+    let pairs = kind.pairs(&acts, n_tokens, nb);
+    drop(acts);
+    let n_pairs = n_tokens.div_ceil(2);
+    let dst = OutPtr(out.as_mut_ptr());
+    (0..rows.div_ceil(TILED_ROWS_PER_TASK))
+        .into_par_iter()
+        .for_each(|task| {
+            let r0 = task * TILED_ROWS_PER_TASK;
+            let r1 = (r0 + TILED_ROWS_PER_TASK).min(rows);
+            let wdec: Vec<K::W> = data[r0 * row_bytes..r1 * row_bytes]
+                .chunks_exact(ts)
+                .map(|b| kind.decode(b))
+                .collect();
+            for s0 in (0..n_pairs).step_by(TILED_PAIRS_PER_SWEEP) {
+                let s1 = (s0 + TILED_PAIRS_PER_SWEEP).min(n_pairs);
+                for ra in (r0..r1).step_by(TILE_ROWS) {
+                    let nr = (r1 - ra).min(TILE_ROWS);
+                    let wt = &wdec[(ra - r0) * nb..(ra - r0 + nr) * nb];
+                    for pa in (s0..s1).step_by(TILE_PAIRS) {
+                        let np = (s1 - pa).min(TILE_PAIRS);
+                        let at = &pairs[pa * nb..(pa + np) * nb];
+                        let res = kind.tile(wt, nr, at, np, nb);
+                        for (dr, res) in res.iter().enumerate().take(nr) {
+                            for (dp, res) in res.iter().enumerate().take(np) {
+                                for (h, &v) in res.iter().enumerate() {
+                                    let t = 2 * (pa + dp) + h;
+                                    if t < n_tokens {
+                                        // SAFETY: `t < n_tokens` and
+                                        // `ra + dr < rows`, inside `out`
+                                        // (checked above); only this task
+                                        // writes row `ra + dr`.
+                                        unsafe { *dst.at(t * rows + ra + dr) = v };
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
     Ok(())
 }
 

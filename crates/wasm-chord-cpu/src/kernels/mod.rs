@@ -14,9 +14,12 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
+mod avx512;
 mod portable;
 #[cfg(test)]
 mod tests;
+pub(crate) mod tiled;
 
 use wasm_chord_core::quant::{
     BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, DotAcc, GgmlBlock,

@@ -211,3 +211,73 @@ fn q5_1_in_ggml_order_matches_reference() {
 fn iq4_nl_in_ggml_order_matches_reference() {
     check::<wasm_chord_core::quant::BlockIQ4NL>(&[0], portable::dot_iq4_nl);
 }
+
+/// The register-tiled kernels (`tiled`) against the AVX2 row kernels, bit
+/// for bit (same arithmetic, same order), and against the scalar reference
+/// within rounding, on random rows and tokens, for every tile shape
+/// (rows 1-4 × token pairs 1-2, an odd token count paired with zeros).
+#[test]
+fn tiled_kernels_match_row_kernels_and_reference() {
+    use tiled::{Kind, Tiling, TILE_PAIRS, TILE_ROWS};
+    if !tiled::available() {
+        eprintln!("skipped: no AVX-512 F/BW/VL/VNNI on this CPU or in this build");
+        return;
+    }
+    fn run<B: GgmlBlock, K: Tiling<Act = B::VecDotType>>(
+        kind: K,
+        row_kernel: RowKernel<B::VecDotType>,
+        f16_at: &[usize],
+    ) {
+        let mut rng = Rng(0x7115_d00d ^ B::TYPE_SIZE as u64);
+        let ts = B::TYPE_SIZE;
+        for nb in [1usize, 2, 7, 20] {
+            let n = nb * B::BLCK_SIZE;
+            for rows in 1..=TILE_ROWS {
+                for n_tokens in 1..=2 * TILE_PAIRS {
+                    let bytes = random_row::<B>(&mut rng, rows * nb, f16_at);
+                    let mut acts = vec![B::VecDotType::default(); n_tokens * nb];
+                    for t in 0..n_tokens {
+                        let x: Vec<f32> = (0..n).map(|_| rng.f32() * 3.0).collect();
+                        B::VecDotType::from_float(&x, &mut acts[t * nb..(t + 1) * nb])
+                            .expect("activations quantize");
+                    }
+                    let w: Vec<_> = bytes.chunks_exact(ts).map(|b| kind.decode(b)).collect();
+                    let pairs = kind.pairs(&acts, n_tokens, nb);
+                    let got = kind.tile(&w, rows, &pairs, n_tokens.div_ceil(2), nb);
+                    for r in 0..rows {
+                        let row = &bytes[r * nb * ts..(r + 1) * nb * ts];
+                        let blocks: Vec<B> = row.chunks_exact(ts).map(B::read).collect();
+                        let mut wv = vec![0f32; n];
+                        quant::dequantize(B::DTYPE, row, &mut wv).expect("dequantize");
+                        for t in 0..n_tokens {
+                            let a = &acts[t * nb..(t + 1) * nb];
+                            let g = got[r][t / 2][t % 2];
+                            let one = (row_kernel.one)(row, a);
+                            assert_eq!(
+                                g.to_bits(),
+                                one.to_bits(),
+                                "{:?} nb={nb} rows={rows} tokens={n_tokens} r={r} t={t}: {g} vs {one}",
+                                B::DTYPE
+                            );
+                            let want = B::vec_dot(n, &blocks, a).expect("reference dot");
+                            let mut av = vec![0f32; n];
+                            B::VecDotType::to_float(a, &mut av).expect("dequantize activations");
+                            let mag: f32 = wv.iter().zip(&av).map(|(p, q)| (p * q).abs()).sum();
+                            assert!(mag > 0.0, "degenerate random input");
+                            assert!(
+                                (g - want).abs() <= 1e-5 * mag,
+                                "{:?}: {g} vs reference {want}",
+                                B::DTYPE
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    run::<BlockQ8_0, _>(Kind::Q8_0, Q8_0, &[0]);
+    run::<BlockQ5_0, _>(Kind::Q5_0, Q5_0, &[0]);
+    run::<BlockQ4_0, _>(Kind::Q4_0, Q4_0, &[0]);
+    run::<BlockQ4K, _>(tiled::Q4K, Q4_K, &[0, 2]);
+    run::<BlockQ6K, _>(tiled::Q6K, Q6_K, &[208]);
+}
