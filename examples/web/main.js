@@ -35,6 +35,7 @@ async function load(source, sha256) {
     model = await (inWorker ? loadModelInWorker : loadModel)(source, {
       sha256: sha256 || undefined,
       contextSize: Number($("ctx").value) || 2048,
+      backend: $("backend-choice").value,
       onProgress: (p) => {
         fromCache = p.cached;
         if (p.phase === "download") {
@@ -44,6 +45,9 @@ async function load(source, sha256) {
         } else {
           $("progress").value = 0.9 + 0.1 * p.fraction;
           status(`setting up weights ${(p.fraction * 100).toFixed(0)}%`, "loading");
+        }
+        if (p.phase === "download" && p.fraction === 1) {
+          status(`${p.cached ? "read from cache" : "downloaded"}; setting up weights`, "loading");
         }
       },
     });
@@ -58,11 +62,16 @@ async function load(source, sha256) {
   status(`ready (${fromCache ? "from cache" : "downloaded"}, ${secs} s)`, "ready");
   $("status").dataset.cached = String(fromCache);
   const where = $("use-worker").checked ? ", in a worker" : ", main thread";
-  $("backend").textContent = `${model.backend()}${build.simd128 ? " (wasm simd128" : " (wasm"}${where})`;
+  const backend = await model.backend();
+  const kind = backend === "webgpu" ? "WebGPU" : build.simd128 ? "wasm simd128" : "wasm";
+  $("backend").textContent = `${backend} (${kind}${where})`;
+  $("backend").dataset.backend = backend;
+  $("backend").title = info.backendFallback ? `WebGPU not used: ${info.backendFallback}` : "";
   $("model-info").textContent =
     `${info.name || "(unnamed)"} · ${info.architecture} · ${info.nLayer} layers · ` +
     `vocab ${info.nVocab} · ${mb(info.fileBytes)} · context ${info.contextSize}` +
-    (info.chatTemplateFallback ? " · built-in chat template" : "");
+    (info.chatTemplateFallback ? " · built-in chat template" : "") +
+    (info.backendFallback ? ` · on the CPU: ${info.backendFallback}` : "");
   setBusy(false);
 }
 
@@ -152,4 +161,5 @@ const params = new URLSearchParams(location.search);
 if (params.get("model")) $("model-url").value = params.get("model");
 if (params.get("sha256")) $("model-sha").value = params.get("sha256");
 if (params.get("worker") === "0") $("use-worker").checked = false;
+if (params.get("backend")) $("backend-choice").value = params.get("backend");
 if (params.get("model") && params.get("autoload")) $("load-url").click();

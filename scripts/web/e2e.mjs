@@ -5,6 +5,10 @@
 // opens the page again and requires the model to come from the cache (no
 // second download); damages the cached copy and requires it to be noticed
 // and downloaded again; and loads the same file through the file picker.
+// All of that on the CPU path (backend "cpu"); then the same greedy text on
+// WebGPU (SwiftShader's Vulkan device: no GPU needed, no shader-f16):
+// "auto" must pick WebGPU in a worker, and "webgpu" on the main thread from
+// the file picker, the weights streamed to the GPU tensor by tensor.
 // Saves screenshots under target/web-artifacts/.
 //
 //   node scripts/web/e2e.mjs MODEL_DIR MODEL_NAME PROMPT N NATIVE_TEXT_FILE
@@ -29,7 +33,9 @@ const context = await chromium.launchPersistentContext(profile, {
   args: [
     "--headless=new",
     "--no-sandbox",
-    "--disable-gpu",
+    // WebGPU on SwiftShader (a CPU Vulkan implementation in Chromium).
+    "--enable-unsafe-webgpu",
+    "--use-webgpu-adapter=swiftshader",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
@@ -50,8 +56,9 @@ try {
   const modelPath = `/models/${modelName}`;
   const url = `${server.url}/examples/web/?model=${encodeURIComponent(modelPath)}`;
 
-  async function loadAndGenerate(pickFile, worker = true) {
+  async function loadAndGenerate(pickFile, worker = true, backend = "cpu") {
     await page.goto(url);
+    await page.selectOption("#backend-choice", backend);
     if (!worker) await page.uncheck("#use-worker");
     if (pickFile) await page.setInputFiles("#model-file", pickFile);
     else await page.click("#load-url");
@@ -72,6 +79,8 @@ try {
       text: await page.textContent("#output"),
       cached: await page.getAttribute("#status", "data-cached"),
       backend: await page.textContent("#backend"),
+      backendName: await page.getAttribute("#backend", "data-backend"),
+      info: await page.textContent("#model-info"),
       tps: await page.textContent("#tps"),
       gen: await page.textContent("#gen-state"),
     };
@@ -118,7 +127,7 @@ try {
   // in the synthesized vocabulary, is banned so that it would run on).
   const aborted = await page.evaluate(async (path) => {
     const { loadModelInWorker } = await import("/bindings/js/src/index.js");
-    const m = await loadModelInWorker(path);
+    const m = await loadModelInWorker(path, { backend: "cpu" });
     const ac = new AbortController();
     let n = 0;
     let code = null;
@@ -140,6 +149,26 @@ try {
   errors.length = 0;
   const picked = await loadAndGenerate(join(modelDir, modelName));
   check(picked.text === want, "same text from a picked file");
+  check(errors.length === 0, `no page errors ${JSON.stringify(errors)}`);
+
+  // WebGPU: "auto" picks it (in a worker, model from the cache), then
+  // "webgpu" on the main thread from the file picker.
+  errors.length = 0;
+  const adapter = await page.evaluate(async () => {
+    const { webgpuInfo } = await import("/bindings/js/src/index.js");
+    return webgpuInfo();
+  });
+  console.log("WebGPU adapter:", JSON.stringify(adapter));
+  check(adapter !== null, "the page has a WebGPU adapter");
+  const gpuAuto = await loadAndGenerate(undefined, true, "auto");
+  await page.screenshot({ path: join(artifacts, "demo-webgpu.png"), fullPage: true });
+  console.log(`WebGPU (auto, worker): ${gpuAuto.gen}; ${gpuAuto.tps}; backend ${gpuAuto.backend}`);
+  check(gpuAuto.backendName === "webgpu", `"auto" runs on WebGPU: ${gpuAuto.backend} ${gpuAuto.info}`);
+  check(gpuAuto.text === want, `WebGPU greedy text equals the native CLI's (${JSON.stringify(gpuAuto.text)})`);
+  const gpuPicked = await loadAndGenerate(join(modelDir, modelName), false, "webgpu");
+  console.log(`WebGPU (picked file, main thread): ${gpuPicked.gen}; ${gpuPicked.tps}`);
+  check(gpuPicked.backendName === "webgpu", `WebGPU on the main thread: ${gpuPicked.backend}`);
+  check(gpuPicked.text === want, "same WebGPU text from a picked file (streamed upload)");
   check(errors.length === 0, `no page errors ${JSON.stringify(errors)}`);
 } catch (e) {
   console.log(`FAILED: ${e.stack ?? e}`);

@@ -5,7 +5,7 @@ export type ErrorCode =
   | "INVALID_ARGUMENT" // an option or argument is wrong (type, range, unknown key)
   | "BAD_MODEL" // not a valid GGUF file
   | "UNSUPPORTED_MODEL" // valid GGUF this runtime cannot run (architecture, tensor type)
-  | "MODEL_TOO_LARGE" // does not fit into wasm32 memory (see docs/web.md)
+  | "MODEL_TOO_LARGE" // does not fit (CPU: wasm32 memory; WebGPU: one tensor in wasm memory; see docs/web.md)
   | "INTEGRITY" // size or sha256 differ from what was expected
   | "NETWORK" // the download failed
   | "TOKENIZER"
@@ -13,7 +13,7 @@ export type ErrorCode =
   | "CONTEXT_FULL" // the prompt does not fit into contextSize
   | "ABORTED" // the AbortSignal fired, or onProgress/onText asked to stop
   | "SUPERSEDED" // a newer generation started on the same model
-  | "UNSUPPORTED_BACKEND" // a backend this build does not have
+  | "UNSUPPORTED_BACKEND" // an unknown backend, or backend: "webgpu" without a WebGPU adapter
   | "RUNTIME" // any other failure inside the model
   | "PANIC" // the wasm module trapped; the instance is unusable from now on
   | "POISONED"; // a call after a PANIC
@@ -23,12 +23,13 @@ export class WasmChordError extends Error {
   readonly code: ErrorCode;
 }
 
-/** The backends a build can have; this build has "cpu" only. */
+/** "webgpu": WebGPU (navigator.gpu); "cpu": the wasm simd128 CPU path. */
 export type Backend = "cpu" | "webgpu";
 
 export interface BuildInfo {
   version: string;
-  backend: Backend;
+  /** Backends compiled in, best first: ["webgpu", "cpu"]. */
+  backends: Backend[];
   /** The module was compiled with `-C target-feature=+simd128`. */
   simd128: boolean;
   /** wasm threads (SharedArrayBuffer): not used; rayon runs on the calling thread. */
@@ -58,7 +59,11 @@ export interface LoadOptions {
   /** Keep URL downloads in the Cache API (default true where available). */
   cache?: boolean;
   cacheName?: string;
-  /** "auto" and "cpu" run on the CPU in this build; "webgpu" throws UNSUPPORTED_BACKEND. */
+  /**
+   * "auto" (default): WebGPU when navigator.gpu gives an adapter and a device,
+   * else the CPU (`info.backendFallback` says why). "webgpu": WebGPU or
+   * UNSUPPORTED_BACKEND. "cpu": the CPU path.
+   */
   backend?: "auto" | Backend;
 }
 
@@ -125,6 +130,15 @@ export interface ModelInfo {
   /** The file has no template; the architecture's built-in one is used. */
   chatTemplateFallback: boolean;
   backend: Backend;
+  /** Why backend "auto" did not run on WebGPU; null when it did or was not asked. */
+  backendFallback: string | null;
+}
+
+export interface WebGpuInfo {
+  /** Adapter name, API, optional features (shader-f16, subgroups), binding limit. */
+  summary: string;
+  /** Largest GPU buffer the adapter allows (a weight larger than that is split by rows). */
+  maxBufferBytes: number;
 }
 
 /** Text pieces as they are generated; `.result` for the whole outcome. */
@@ -152,6 +166,8 @@ export function init(moduleOrPath?: BufferSource | WebAssembly.Module | URL | st
 export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;
 export function backend(): Backend;
 export function availableBackends(): Promise<Backend[]>;
+/** The WebGPU adapter loadModel uses, or null where there is none. */
+export function webgpuInfo(): Promise<WebGpuInfo | null>;
 export function buildInfo(): Promise<BuildInfo>;
 export function clearModelCache(url?: string, cacheName?: string): Promise<void>;
 

@@ -83,6 +83,16 @@ function call(f) {
   }
 }
 
+/** `call` for a wasm call that returns a Promise. */
+async function callAsync(f) {
+  if (poisoned) throw poisoned;
+  try {
+    return await f();
+  } catch (e) {
+    throw convert(e);
+  }
+}
+
 function abortError(signal) {
   return new WasmChordError("ABORTED", "aborted", { cause: signal?.reason });
 }
@@ -120,20 +130,60 @@ export async function _panicForTesting() {
   });
 }
 
-/** The backend models run on in this build: "cpu". */
+const BACKENDS = ["auto", "webgpu", "cpu"];
+
+/**
+ * The backend `loadModel` tries first here: "webgpu" where `navigator.gpu`
+ * exists, else "cpu". (`model.backend()` tells what a model really runs on:
+ * without an adapter "auto" falls back to the CPU.)
+ */
 export function backend() {
-  return "cpu";
+  return typeof navigator !== "undefined" && navigator.gpu ? "webgpu" : "cpu";
+}
+
+let gpu = null;
+
+/**
+ * Opens the WebGPU device once per module instance: resolves with the wasm
+ * `WebGpu`, or rejects with UNSUPPORTED_BACKEND and the reason.
+ */
+function openGpu() {
+  if (!gpu) {
+    gpu = (async () => {
+      if (typeof navigator === "undefined" || !navigator.gpu) {
+        throw new WasmChordError("UNSUPPORTED_BACKEND", "WebGPU: navigator.gpu is not available here");
+      }
+      await init();
+      return await callAsync(() => wasm.openWebGpu());
+    })();
+  }
+  return gpu;
 }
 
 /**
- * Backends this build can use, best first. A WebGPU build will put "webgpu"
- * first when navigator.gpu gives an adapter; this build has the CPU path only.
+ * Backends usable here, best first: ["webgpu", "cpu"] when navigator.gpu
+ * gives an adapter and a device, else ["cpu"].
  */
 export async function availableBackends() {
-  return ["cpu"];
+  try {
+    await openGpu();
+    return ["webgpu", "cpu"];
+  } catch {
+    return ["cpu"];
+  }
 }
 
-/** What the module was built with ({version, backend, simd128, threads, maxModelBytes}). */
+/** The WebGPU adapter in use (name, features, limits), or null without one. */
+export async function webgpuInfo() {
+  try {
+    const g = await openGpu();
+    return { summary: g.summary(), maxBufferBytes: g.maxBufferBytes() };
+  } catch {
+    return null;
+  }
+}
+
+/** What the module was built with ({version, backends, simd128, threads, maxModelBytes}). */
 export async function buildInfo() {
   await init();
   return call(() => wasm.buildInfo());
@@ -201,6 +251,8 @@ function progressReporter(onProgress, cached) {
 }
 
 function finishLoad(loader, options, cached) {
+  // A WebGPU loader uploaded every tensor while the bytes arrived; finishing
+  // only checks and assembles.
   const report = progressReporter(options.onProgress, cached);
   const model = call(() =>
     loader.finish(options.sha256?.toLowerCase(), options.contextSize, (f) => {
@@ -214,8 +266,14 @@ function finishLoad(loader, options, cached) {
 
 async function loadFromChunks(chunks, total, options, cached, hash = Boolean(options.sha256)) {
   // Hashing costs about as much as the copy into wasm: only when a digest
-  // is expected or will be recorded for the cache.
-  const loader = call(() => new wasm.ModelLoader(total ?? undefined, hash));
+  // is expected or will be recorded for the cache. On WebGPU the bytes go
+  // to GPU buffers tensor by tensor as they arrive (no whole copy in wasm
+  // memory); on the CPU the whole file goes into wasm memory.
+  const loader = call(() =>
+    options._gpu
+      ? new wasm.GpuModelLoader(options._gpu, total ?? undefined, hash)
+      : new wasm.ModelLoader(total ?? undefined, hash),
+  );
   try {
     const report = progressReporter(options.onProgress, cached);
     await receive(loader, chunks, total, options.signal, (l, t) => report("download", l, t));
@@ -325,14 +383,26 @@ async function nodeFileChunks(path, signal) {
  * ReadableStream, or (in Node) a file path. See index.d.ts for the options.
  */
 export async function loadModel(source, options = {}) {
-  if (options.backend && options.backend !== "cpu" && options.backend !== "auto") {
+  const wanted = options.backend ?? "auto";
+  if (!BACKENDS.includes(wanted)) {
     throw new WasmChordError(
       "UNSUPPORTED_BACKEND",
-      `backend "${options.backend}" is not in this build (available: cpu)`,
+      `backend "${options.backend}" is not in this build (available: ${BACKENDS.join(", ")})`,
     );
   }
   await init();
   if (options.signal?.aborted) throw abortError(options.signal);
+  // "auto": WebGPU when it opens, else the CPU with the reason kept for
+  // model.info.backendFallback; "webgpu": WebGPU or UNSUPPORTED_BACKEND.
+  let fallback = null;
+  if (wanted !== "cpu") {
+    try {
+      options = { ...options, _gpu: await openGpu() };
+    } catch (e) {
+      if (wanted === "webgpu" || e.code === "POISONED" || e.code === "PANIC") throw e;
+      fallback = e.message;
+    }
+  }
   let raw;
   const isUrlLike = typeof source === "string" || source instanceof URL;
   if (isUrlLike && isNode && !/^(https?|data|blob):/i.test(String(source))) {
@@ -345,7 +415,7 @@ export async function loadModel(source, options = {}) {
     const size = source?.size ?? source?.byteLength;
     raw = (await loadFromChunks(chunksOf(source, options.signal), size, options, false)).raw;
   }
-  return new Model(raw);
+  return new Model(raw, fallback);
 }
 
 function generateOptionsJson(options) {
@@ -399,17 +469,21 @@ export class Model {
   #raw;
   #info;
 
-  constructor(raw) {
+  constructor(raw, backendFallback = null) {
     this.#raw = raw;
-    this.#info = call(() => raw.info());
+    this.#info = { ...call(() => raw.info()), backendFallback };
   }
 
-  /** {architecture, name, nVocab, nCtxTrain, nLayer, nEmbd, contextSize, fileBytes, chatTemplate, ...}. */
+  /**
+   * {architecture, name, nVocab, nCtxTrain, nLayer, nEmbd, contextSize, fileBytes,
+   * chatTemplate, backend, backendFallback, ...}; `backendFallback` says why
+   * `backend: "auto"` did not get WebGPU (null when it did or was not asked).
+   */
   get info() {
     return this.#info;
   }
 
-  /** The backend this model runs on ("cpu"). */
+  /** The backend this model runs on ("webgpu" or "cpu"). */
   backend() {
     return call(() => this.#raw.backend());
   }
@@ -444,6 +518,9 @@ export class Model {
     const prompt = this.#prompt(input);
     const gen = call(() => this.#raw.start(prompt, generateOptionsJson(options)));
     const { signal, onText } = options;
+    // On WebGPU a step awaits the logits' read-back (a browser cannot block).
+    const isAsync = call(() => this.#raw.isAsync());
+    const backendName = this.#info.backend;
     let settled = false;
     let resolve, reject;
     const result = new Promise((res, rej) => {
@@ -470,7 +547,7 @@ export class Model {
             }
             throw abortError(signal);
           }
-          const piece = call(() => gen.step());
+          const piece = isAsync ? await callAsync(() => gen.stepAsync()) : call(() => gen.step());
           if (piece === undefined) break;
           if (piece) {
             text += piece;
@@ -492,7 +569,7 @@ export class Model {
           text,
           tokens: call(() => gen.tokens()),
           stopReason: call(() => gen.stopReason()) ?? "aborted",
-          stats: { ...call(() => gen.stats()), backend: "cpu" },
+          stats: { ...call(() => gen.stats()), backend: backendName },
         });
       } catch (e) {
         const err = convert(e);
@@ -507,7 +584,7 @@ export class Model {
               text: text + rest,
               tokens: gen.tokens(),
               stopReason: "aborted",
-              stats: { ...gen.stats(), backend: "cpu" },
+              stats: { ...gen.stats(), backend: backendName },
             });
           }
           gen.free();

@@ -6,7 +6,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
-import { loadModel, buildInfo, backend, WasmChordError, _panicForTesting } from "../src/index.js";
+import {
+  loadModel,
+  buildInfo,
+  backend,
+  availableBackends,
+  WasmChordError,
+  _panicForTesting,
+} from "../src/index.js";
 
 const MODEL = process.env.WASMCHORD_TINY_MODEL;
 const skip = MODEL ? false : "WASMCHORD_TINY_MODEL is not set (scripts/web/test.sh sets it)";
@@ -21,9 +28,11 @@ async function rejectsWith(promiseOrFn, code) {
 
 test("build info and backend", { skip }, async () => {
   const info = await buildInfo();
-  assert.equal(info.backend, "cpu");
+  assert.deepEqual(info.backends, ["webgpu", "cpu"]);
   assert.equal(info.simd128, true);
+  // Node has no navigator.gpu: the CPU path is what runs.
   assert.equal(backend(), "cpu");
+  assert.deepEqual(await availableBackends(), ["cpu"]);
   // The package build has no deliberate panic.
   await rejectsWith(_panicForTesting(), "INVALID_ARGUMENT");
 });
@@ -37,6 +46,9 @@ test("greedy text equals the native CLI's", { skip }, async () => {
   assert.equal(phases.at(-1).fraction, 1);
   assert.ok(phases.some((p) => p.phase === "download" && p.fraction === 1));
   assert.equal(model.backend(), "cpu");
+  assert.equal(model.info.backend, "cpu");
+  // "auto" (the default) found no WebGPU and says why.
+  assert.match(model.info.backendFallback, /navigator\.gpu/);
   const stream = model.generate(process.env.WASMCHORD_PROMPT, {
     maxTokens: Number(process.env.WASMCHORD_N),
     temperature: 0,
@@ -95,7 +107,12 @@ test("abort, superseding, and coded errors leave the model usable", { skip }, as
   await rejectsWith(model.complete("word ".repeat(200), { maxTokens: 1 }), "CONTEXT_FULL");
   await rejectsWith(loadModel(new Uint8Array(100000)), "BAD_MODEL");
   await rejectsWith(loadModel(MODEL, { sha256: "00".repeat(32) }), "INTEGRITY");
+  // Asking for WebGPU where there is none fails instead of falling back.
   await rejectsWith(loadModel(MODEL, { backend: "webgpu" }), "UNSUPPORTED_BACKEND");
+  await rejectsWith(loadModel(MODEL, { backend: "metal" }), "UNSUPPORTED_BACKEND");
+  const forced = await loadModel(MODEL, { backend: "cpu" });
+  assert.equal(forced.info.backendFallback, null);
+  forced.dispose();
   const early = new AbortController();
   early.abort();
   await rejectsWith(loadModel(MODEL, { signal: early.signal }), "ABORTED");

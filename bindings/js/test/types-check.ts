@@ -5,6 +5,7 @@ import {
   buildInfo,
   backend,
   availableBackends,
+  webgpuInfo,
   clearModelCache,
   loadModelInWorker,
   WasmChordError,
@@ -25,6 +26,10 @@ async function demo(file: Blob, signal: AbortSignal): Promise<string> {
   const b: Backend = model.backend();
   const info = await buildInfo();
   const simd: boolean = info.simd128;
+  const compiled: Backend[] = info.backends;
+  const why: string | null = model.info.backendFallback;
+  const adapter = await webgpuInfo();
+  const gpuBytes: number = adapter?.maxBufferBytes ?? 0;
   const stream = model.generate("Hello", { maxTokens: 8, temperature: 0, stop: ["\n"], signal });
   let text = "";
   for await (const piece of stream) text += piece;
@@ -46,6 +51,6 @@ async function demo(file: Blob, signal: AbortSignal): Promise<string> {
   } catch (e) {
     if (e instanceof WasmChordError && e.code === "MODEL_TOO_LARGE") return "too large";
   }
-  return `${b} ${simd} ${text} ${tps} ${reply.stopReason} ${prompt} ${all} ${backend()}`;
+  return `${b} ${simd} ${text} ${tps} ${reply.stopReason} ${prompt} ${all} ${backend()} ${compiled} ${why} ${gpuBytes}`;
 }
 void demo;

@@ -9,9 +9,11 @@ use crate::text::{StopFilter, Utf8Stream};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use wasm_chord_core::backend::Backend;
 use wasm_chord_core::gguf::GgufFile;
 use wasm_chord_core::tokenizer::Tokenizer;
 use wasm_chord_cpu::CpuBackend;
+use wasm_chord_gpu::GpuBackend;
 use wasm_chord_runtime::chat_template::{ChatTemplate, Message};
 use wasm_chord_runtime::sampler::Sampler;
 use wasm_chord_runtime::{Logits, Model, Session, SessionConfig, StopReason};
@@ -19,17 +21,20 @@ use wasm_chord_runtime::{Logits, Model, Session, SessionConfig, StopReason};
 /// Largest context a page may ask for (the KV cache lives in wasm memory).
 pub const MAX_CONTEXT: usize = 1 << 17;
 
-/// A loaded model with its tokenizer, chat template and session.
-pub struct Engine {
-    model: Arc<Model<CpuBackend>>,
+/// A loaded model with its tokenizer, chat template and session, on the
+/// CPU backend or on WebGPU.
+pub struct Engine<B: Backend = CpuBackend> {
+    model: Arc<Model<B>>,
     tok: Arc<Tokenizer>,
     template: Result<(ChatTemplate, bool), String>,
-    session: RefCell<Session<'static, CpuBackend>>,
+    session: RefCell<Session<'static, B>>,
     /// Bumped by every new generation; an older one sees it and ends.
     epoch: Cell<u64>,
+    /// Size of the model file in bytes.
+    file_bytes: u64,
 }
 
-impl std::fmt::Debug for Engine {
+impl<B: Backend> std::fmt::Debug for Engine<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("config", &self.model.config)
@@ -37,7 +42,17 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-impl Engine {
+fn check_context(n_ctx: usize) -> WebResult<()> {
+    if n_ctx == 0 || n_ctx > MAX_CONTEXT {
+        return Err(WebError::invalid(
+            "contextSize",
+            format!("must be in 1..={MAX_CONTEXT}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Engine<CpuBackend> {
     /// Loads `bytes` (a whole GGUF file) onto the CPU backend with a session
     /// of `n_ctx` positions; `progress` gets fractions in `[0, 1]` and
     /// returns `false` to cancel.
@@ -46,19 +61,23 @@ impl Engine {
         n_ctx: usize,
         progress: &mut dyn FnMut(f32) -> bool,
     ) -> WebResult<Self> {
-        if n_ctx == 0 || n_ctx > MAX_CONTEXT {
-            return Err(WebError::invalid(
-                "contextSize",
-                format!("must be in 1..={MAX_CONTEXT}"),
-            ));
-        }
+        check_context(n_ctx)?;
         let file = Arc::new(GgufFile::from_bytes(bytes)?);
-        let tok = Arc::new(Tokenizer::from_metadata(file.metadata())?);
-        let model = Arc::new(Model::load_with_progress(
-            file,
-            Arc::new(CpuBackend::new()),
-            progress,
-        )?);
+        let file_bytes = file.file_len();
+        let model = Model::load_with_progress(file, Arc::new(CpuBackend::new()), progress)?;
+        // The KV cache lives in wasm memory next to the file.
+        reserve_kv_cache(&model.config, n_ctx)?;
+        Self::new(model, n_ctx, file_bytes)
+    }
+}
+
+impl<B: Backend> Engine<B> {
+    /// An engine over a loaded model (of a file of `file_bytes` bytes)
+    /// with a session of `n_ctx` positions.
+    pub fn new(model: Model<B>, n_ctx: usize, file_bytes: u64) -> WebResult<Self> {
+        check_context(n_ctx)?;
+        let tok = Arc::new(Tokenizer::from_metadata(model.file().metadata())?);
+        let model = Arc::new(model);
         let text_of = |id: Option<u32>| {
             id.and_then(|i| tok.token_text(i))
                 .unwrap_or_default()
@@ -70,7 +89,6 @@ impl Engine {
             text_of(tok.eos()),
         )
         .map_err(|e| e.to_string());
-        reserve_kv_cache(&model.config, n_ctx)?;
         let session = Session::new_shared(
             Arc::clone(&model),
             SessionConfig {
@@ -84,12 +102,23 @@ impl Engine {
             template,
             session: RefCell::new(session),
             epoch: Cell::new(0),
+            file_bytes,
         })
     }
 
     /// The runtime model.
-    pub fn model(&self) -> &Model<CpuBackend> {
+    pub fn model(&self) -> &Model<B> {
         &self.model
+    }
+
+    /// Size of the model file in bytes.
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes
+    }
+
+    /// The backend's name (`"cpu"`, `"webgpu"`).
+    pub fn backend_name(&self) -> &'static str {
+        self.model.backend().name()
     }
 
     /// The tokenizer.
@@ -216,15 +245,39 @@ enum State {
     Done(StopReason),
 }
 
+/// What the model must run before the next draw.
+enum Work {
+    /// The prompt (the cached prefix is reused).
+    Prompt(Vec<u32>),
+    /// The last token drawn.
+    Token(u32),
+}
+
+/// What [`Generation::begin`] found.
+enum Begin {
+    /// Nothing to run: this is the step's answer.
+    Answer(Step),
+    /// Logits are ready for the next draw.
+    Ready(Vec<f32>),
+    /// The model must run first.
+    Run(Work),
+}
+
 /// One generation over an [`Engine`], advanced token by token. It follows
 /// `wasm_chord_runtime::generate` step for step (same sampler, same stop
 /// handling, same streamed text), but returns control after every token.
-pub struct Generation {
-    engine: Rc<Engine>,
+///
+/// [`Generation::step`] runs a step synchronously (the CPU backend);
+/// [`Generation::step_async`] on WebGPU records the forward pass, then
+/// awaits the logits' read-back, which a browser cannot block on.
+pub struct Generation<B: Backend = CpuBackend> {
+    engine: Rc<Engine<B>>,
     epoch: u64,
     opts: GenerateOptions,
     sampler: Sampler,
     state: State,
+    /// A step is waiting for its logits (asynchronous read-back).
+    in_flight: bool,
     utf8: Utf8Stream,
     filter: StopFilter,
     tokens: Vec<u32>,
@@ -232,7 +285,7 @@ pub struct Generation {
     stats: Stats,
 }
 
-impl std::fmt::Debug for Generation {
+impl<B: Backend> std::fmt::Debug for Generation<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Generation")
             .field("tokens", &self.tokens.len())
@@ -241,10 +294,10 @@ impl std::fmt::Debug for Generation {
     }
 }
 
-impl Generation {
+impl<B: Backend> Generation<B> {
     /// Starts generating after `prompt`; any older generation on the same
     /// engine ends (its next step reports [`WebError::Superseded`]).
-    pub fn new(engine: Rc<Engine>, prompt: Vec<u32>, opts: GenerateOptions) -> WebResult<Self> {
+    pub fn new(engine: Rc<Engine<B>>, prompt: Vec<u32>, opts: GenerateOptions) -> WebResult<Self> {
         if prompt.is_empty() {
             return Err(WebError::invalid("prompt", "no tokens"));
         }
@@ -268,6 +321,7 @@ impl Generation {
             opts,
             sampler,
             state: State::Prompt(prompt),
+            in_flight: false,
             utf8: Utf8Stream::default(),
             filter,
             tokens: Vec::new(),
@@ -279,7 +333,7 @@ impl Generation {
     /// Why generation ended, once it has.
     pub fn stop_reason(&self) -> Option<StopReason> {
         match self.state {
-            State::Done(r) => Some(r),
+            State::Done(r) if !self.in_flight => Some(r),
             _ => None,
         }
     }
@@ -301,57 +355,104 @@ impl Generation {
 
     /// Ends the generation as cancelled; returns the text held back (an
     /// incomplete character or a possible stop text that never completed).
+    /// A step waiting for its logits then ends with [`Step::Done`].
     pub fn cancel(&mut self) -> String {
-        if matches!(self.state, State::Done(_)) {
+        if matches!(self.state, State::Done(_)) && !self.in_flight {
             return String::new();
         }
+        self.in_flight = false;
         self.finish(StopReason::Cancelled)
     }
 
     /// Does the next unit of work (the prompt, or one token) and returns
-    /// the text it completed. `now_ms` reads a monotonic clock.
+    /// the text it completed, reading the logits back synchronously (the
+    /// CPU backend; natively any backend). `now_ms` reads a monotonic clock.
     pub fn step(&mut self, now_ms: &dyn Fn() -> f64) -> WebResult<Step> {
+        let t0 = now_ms();
+        let work = match self.begin()? {
+            Begin::Answer(s) => return Ok(s),
+            Begin::Ready(logits) => return self.sample(&logits, t0, now_ms),
+            Begin::Run(w) => w,
+        };
+        let engine = Rc::clone(&self.engine);
+        let mut session = engine.session.try_borrow_mut().map_err(|_| busy())?;
+        let (logits, evaluated) = match &work {
+            Work::Prompt(p) => {
+                let p = session.prefill(p)?;
+                (p.logits, p.evaluated)
+            }
+            Work::Token(t) => (session.forward(&[*t], Logits::Last)?, 1),
+        };
+        drop(session);
+        self.ran(&work, logits, evaluated, t0, now_ms)
+    }
+
+    /// Checks whether the generation may go on and takes what is next.
+    fn begin(&mut self) -> WebResult<Begin> {
+        if self.in_flight {
+            return Err(WebError::invalid(
+                "generation",
+                "a step is still waiting for its logits",
+            ));
+        }
         if matches!(self.state, State::Done(_)) {
-            return Ok(Step::Done);
+            return Ok(Begin::Answer(Step::Done));
         }
         if self.engine.epoch.get() != self.epoch {
             self.state = State::Done(StopReason::Cancelled);
             return Err(WebError::Superseded);
         }
-        let engine = Rc::clone(&self.engine);
-        let mut session = engine.session.try_borrow_mut().map_err(|_| {
-            WebError::invalid("generation", "the session is in use by another call")
-        })?;
-        let t0 = now_ms();
-        let logits = match std::mem::replace(&mut self.state, State::Done(StopReason::Cancelled)) {
-            State::Prompt(prompt) => {
-                let p = session.prefill(&prompt)?;
-                self.stats.prompt_tokens = p.evaluated;
+        Ok(
+            match std::mem::replace(&mut self.state, State::Done(StopReason::Cancelled)) {
+                State::Prompt(prompt) => Begin::Run(Work::Prompt(prompt)),
+                State::Sample(l) => Begin::Ready(l),
+                State::Forward(t) => {
+                    let session = self.engine.session.try_borrow().map_err(|_| busy())?;
+                    if session.n_past() + 1 > session.config().n_ctx {
+                        drop(session);
+                        return Ok(Begin::Answer(Step::Text(
+                            self.finish(StopReason::ContextFull),
+                        )));
+                    }
+                    Begin::Run(Work::Token(t))
+                }
+                State::Done(r) => {
+                    self.state = State::Done(r);
+                    Begin::Answer(Step::Done)
+                }
+            },
+        )
+    }
+
+    /// After the model ran `work`: the prompt's statistics, or the draw.
+    fn ran(
+        &mut self,
+        work: &Work,
+        logits: Vec<f32>,
+        evaluated: usize,
+        t0: f64,
+        now_ms: &dyn Fn() -> f64,
+    ) -> WebResult<Step> {
+        match work {
+            Work::Prompt(_) => {
+                self.stats.prompt_tokens = evaluated;
                 self.stats.prompt_ms = now_ms() - t0;
                 if self.opts.max_tokens == 0 {
                     return Ok(Step::Text(self.finish(StopReason::MaxTokens)));
                 }
                 // The first token is drawn in the next step, so that the
                 // prompt's time is reported before any token.
-                self.state = State::Sample(p.logits);
-                return Ok(Step::Text(String::new()));
+                self.state = State::Sample(logits);
+                Ok(Step::Text(String::new()))
             }
-            State::Sample(l) => l,
-            State::Forward(t) => {
-                if session.n_past() + 1 > session.config().n_ctx {
-                    drop(session);
-                    return Ok(Step::Text(self.finish(StopReason::ContextFull)));
-                }
-                session.forward(&[t], Logits::Last)?
-            }
-            State::Done(r) => {
-                self.state = State::Done(r);
-                return Ok(Step::Done);
-            }
-        };
-        drop(session);
-        let token = self.sampler.sample(&logits)?;
-        let tok = &self.engine.tok;
+            Work::Token(_) => self.sample(&logits, t0, now_ms),
+        }
+    }
+
+    /// Draws the next token from `logits` and streams its text.
+    fn sample(&mut self, logits: &[f32], t0: f64, now_ms: &dyn Fn() -> f64) -> WebResult<Step> {
+        let token = self.sampler.sample(logits)?;
+        let tok = Arc::clone(&self.engine.tok);
         if tok.is_eog(token) {
             self.stats.gen_ms += now_ms() - t0;
             return Ok(Step::Text(self.finish(StopReason::EndOfGeneration)));
@@ -383,4 +484,113 @@ impl Generation {
         self.text.push_str(&out);
         out
     }
+}
+
+/// The logits of one step, recorded on the device and not yet read back.
+pub struct PendingStep {
+    work: Work,
+    logits: Option<<GpuBackend as Backend>::Buffer>,
+    evaluated: usize,
+    t0: f64,
+    backend: Arc<GpuBackend>,
+}
+
+impl std::fmt::Debug for PendingStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingStep")
+            .field("evaluated", &self.evaluated)
+            .finish()
+    }
+}
+
+impl PendingStep {
+    /// Reads the logits back without blocking (WebGPU's buffer mapping,
+    /// which completes on the browser's event loop).
+    pub async fn read(&mut self, n_vocab: usize) -> WebResult<Vec<f32>> {
+        let Some(buf) = self.logits.take() else {
+            return Ok(Vec::new());
+        };
+        let mut host = vec![0.0; n_vocab];
+        self.backend
+            .download_async(&buf, &mut host)
+            .await
+            .map_err(wasm_chord_runtime::RuntimeError::from)?;
+        Ok(host)
+    }
+}
+
+/// What [`Generation::record`] did.
+#[derive(Debug)]
+pub enum Recorded {
+    /// The step is over already (no model work was needed).
+    Answer(Step),
+    /// The forward pass is recorded; read its logits, then
+    /// [`Generation::complete`].
+    Pending(PendingStep),
+}
+
+impl Generation<GpuBackend> {
+    /// The first half of a step on WebGPU: records the forward pass (no
+    /// read-back). Between this and [`Generation::complete`] the
+    /// generation may be cancelled or superseded.
+    pub fn record(&mut self, now_ms: &dyn Fn() -> f64) -> WebResult<Recorded> {
+        let t0 = now_ms();
+        let work = match self.begin()? {
+            Begin::Answer(s) => return Ok(Recorded::Answer(s)),
+            Begin::Ready(logits) => return self.sample(&logits, t0, now_ms).map(Recorded::Answer),
+            Begin::Run(w) => w,
+        };
+        let engine = Rc::clone(&self.engine);
+        let mut session = engine.session.try_borrow_mut().map_err(|_| busy())?;
+        let (logits, evaluated) = match &work {
+            Work::Prompt(p) => session.prefill_device(p)?,
+            Work::Token(t) => (session.forward_device(&[*t])?, 1),
+        };
+        self.in_flight = true;
+        Ok(Recorded::Pending(PendingStep {
+            work,
+            logits: Some(logits),
+            evaluated,
+            t0,
+            backend: Arc::clone(engine.model.backend()),
+        }))
+    }
+
+    /// The second half of a step: the draw from the logits read back.
+    /// [`Step::Done`] when the generation was cancelled in between.
+    pub fn complete(
+        &mut self,
+        pending: PendingStep,
+        logits: Vec<f32>,
+        now_ms: &dyn Fn() -> f64,
+    ) -> WebResult<Step> {
+        if !self.in_flight {
+            return Ok(Step::Done);
+        }
+        self.in_flight = false;
+        self.ran(&pending.work, logits, pending.evaluated, pending.t0, now_ms)
+    }
+
+    /// A whole step on WebGPU, awaiting the read-back.
+    pub async fn step_async(this: &RefCell<Self>, now_ms: &dyn Fn() -> f64) -> WebResult<Step> {
+        let mut pending = match this.borrow_mut().record(now_ms)? {
+            Recorded::Answer(s) => return Ok(s),
+            Recorded::Pending(p) => p,
+        };
+        let n_vocab = this.borrow().engine.model.n_vocab();
+        let logits = pending.read(n_vocab).await;
+        let mut g = this.borrow_mut();
+        match logits {
+            Ok(l) => g.complete(pending, l, now_ms),
+            Err(e) => {
+                g.in_flight = false;
+                g.state = State::Done(StopReason::Cancelled);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn busy() -> WebError {
+    WebError::invalid("generation", "the session is in use by another call")
 }

@@ -51,6 +51,9 @@ pub enum WebError {
     /// Any other failure of the runtime or the backend.
     #[error(transparent)]
     Runtime(RuntimeError),
+    /// A backend that cannot run here (no WebGPU adapter, say).
+    #[error("backend unavailable: {0}")]
+    UnsupportedBackend(String),
     /// An earlier call panicked; the module's state cannot be trusted any more.
     #[error("the wasm-chord module failed earlier ({0}); load it again (a new page or worker)")]
     Poisoned(String),
@@ -72,6 +75,7 @@ impl WebError {
             Self::Aborted => "ABORTED",
             Self::Superseded => "SUPERSEDED",
             Self::Runtime(_) => "RUNTIME",
+            Self::UnsupportedBackend(_) => "UNSUPPORTED_BACKEND",
             Self::Poisoned(_) => "POISONED",
         }
     }

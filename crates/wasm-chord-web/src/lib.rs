@@ -25,6 +25,7 @@ pub mod error;
 pub mod loader;
 pub mod options;
 pub mod panic;
+pub mod stream;
 pub mod text;
 
 pub use error::{WebError, WebResult};

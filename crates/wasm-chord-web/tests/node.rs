@@ -16,7 +16,8 @@ use wasm_chord_core::gguf::GgufFile;
 use wasm_chord_core::tokenizer::Tokenizer;
 use wasm_chord_cpu::CpuBackend;
 use wasm_chord_runtime::{Logits, Model as RtModel, Session, SessionConfig};
-use wasm_chord_web::api::{backend, build_info, panic_message, Model, ModelLoader};
+use wasm_chord_web::api::{backends, build_info, panic_message, Model, ModelLoader};
+use wasm_chord_web::stream::StreamReceiver;
 
 #[wasm_bindgen(inline_js = r#"
 export function read_model(name) {
@@ -87,11 +88,15 @@ fn argmax_loop(bytes: &[u8], prompt: &str, n: usize) -> Vec<u32> {
 }
 
 #[wasm_bindgen_test]
-fn build_reports_the_cpu_backend_with_simd128() {
-    assert_eq!(backend(), "cpu");
+fn build_reports_its_backends_and_simd128() {
+    assert_eq!(backends(), ["webgpu", "cpu"]);
     let info = build_info();
     let get = |k: &str| js_sys::Reflect::get(&info, &k.into()).unwrap();
-    assert_eq!(get("backend").as_string().as_deref(), Some("cpu"));
+    let listed: Vec<String> = js_sys::Array::from(&get("backends"))
+        .iter()
+        .filter_map(|v| v.as_string())
+        .collect();
+    assert_eq!(listed, ["webgpu", "cpu"]);
     assert_eq!(
         get("simd128").as_bool(),
         Some(cfg!(target_feature = "simd128"))
@@ -230,4 +235,64 @@ fn errors_are_coded_and_leave_the_instance_usable() {
         .unwrap();
     while g.step().unwrap().is_some() {}
     assert_eq!(g.tokens().len(), 3);
+}
+
+/// The WebGPU path's streaming loader, inside wasm32: the header parsed
+/// from a prefix, each tensor uploaded when its last byte arrives (chunks
+/// that split tensors and headers anywhere), then greedy tokens equal to
+/// the plain loop over the whole file. On the CPU backend here (Node has
+/// no WebGPU); the browser test runs it on WebGPU.
+#[wasm_bindgen_test]
+fn streamed_loading_matches_the_whole_file() {
+    for (arch, ty) in [("llama", "q8_0"), ("gemma3", "q4_k_m"), ("qwen3", "f16")] {
+        let bytes = tiny(arch, ty);
+        let want = argmax_loop(&bytes, "Once upon a time", 12);
+        let mut rx =
+            StreamReceiver::new(Arc::new(CpuBackend::new()), Some(bytes.len() as f64 as u64));
+        let mut header_at = None;
+        for (i, c) in bytes.chunks(40_009).enumerate() {
+            rx.push(c).unwrap();
+            if rx.header_valid() {
+                header_at.get_or_insert(i);
+            } else {
+                assert_eq!(rx.tensors_done().0, 0);
+            }
+        }
+        // Found with the first 64 KiB (the header is smaller), long
+        // before the end of the file.
+        assert_eq!(header_at, Some(1), "{arch} {ty}");
+        assert_eq!(rx.tensors_done().0, rx.tensors_done().1);
+        let model = rx.finish(None).unwrap();
+        let tok = Tokenizer::from_metadata(model.file().metadata()).unwrap();
+        let mut s = Session::new(
+            &model,
+            SessionConfig {
+                n_ctx: 128,
+                n_batch: 512,
+            },
+        )
+        .unwrap();
+        let mut logits = s
+            .forward(&tok.encode("Once upon a time", true, false), Logits::Last)
+            .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..want.len() {
+            let best = logits
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                )
+                .0 as u32;
+            got.push(best);
+            logits = s.forward(&[best], Logits::Last).unwrap();
+        }
+        assert_eq!(got, want, "{arch} {ty}");
+        // Bytes the header promised but that never came: BAD_MODEL or
+        // INTEGRITY, never a model.
+        let mut rx = StreamReceiver::new(Arc::new(CpuBackend::new()), None);
+        rx.push(&bytes[..bytes.len() / 2]).unwrap();
+        assert_eq!(rx.finish(None).unwrap_err().code(), "BAD_MODEL");
+    }
 }
