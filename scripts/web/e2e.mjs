@@ -169,6 +169,27 @@ try {
   console.log(`WebGPU (picked file, main thread): ${gpuPicked.gen}; ${gpuPicked.tps}`);
   check(gpuPicked.backendName === "webgpu", `WebGPU on the main thread: ${gpuPicked.backend}`);
   check(gpuPicked.text === want, "same WebGPU text from a picked file (streamed upload)");
+
+  // A weight type WebGPU lacks (q4_1): "auto" notices it with the header and
+  // runs the model on the CPU, saying why; "webgpu" refuses it.
+  const q41 = await page.evaluate(async (path) => {
+    const { loadModel } = await import("/bindings/js/src/index.js");
+    const m = await loadModel(path, { cache: false });
+    const r = await m.complete("Once", { maxTokens: 4, greedy: true });
+    const out = { backend: m.backend(), why: m.info.backendFallback, tokens: r.tokens.length };
+    m.dispose();
+    try {
+      await loadModel(path, { cache: false, backend: "webgpu" });
+      out.forced = "loaded";
+    } catch (e) {
+      out.forced = e.code;
+    }
+    return out;
+  }, modelPath.replace(/[^/]*$/, "tiny-q4_1.gguf"));
+  check(
+    q41.backend === "cpu" && /q4_1/.test(q41.why ?? "") && q41.tokens > 0 && q41.forced === "UNSUPPORTED_MODEL",
+    `a q4_1 model falls back to the CPU under "auto": ${JSON.stringify(q41)}`,
+  );
   check(errors.length === 0, `no page errors ${JSON.stringify(errors)}`);
 } catch (e) {
   console.log(`FAILED: ${e.stack ?? e}`);

@@ -9,7 +9,9 @@
 #      in Node (node --test bindings/js/test/), which also compares with the
 #      native text;
 #   5. the demo page in headless Chromium (scripts/web/e2e.mjs): the same
-#      greedy text, then a second visit served from the model cache.
+#      greedy text on the CPU path, then a second visit served from the
+#      model cache; then on WebGPU (SwiftShader, no GPU needed) with the
+#      weights streamed to the GPU, again the native text.
 # Screenshots go to target/web-artifacts/. With CI=true a missing tool is a
 # failure; otherwise the steps that need it are skipped with a note.
 set -euo pipefail
@@ -55,6 +57,8 @@ N=24
 cargo build --locked -q -p wasm-chord-cli
 cli="$CARGO_TARGET_DIR/debug/wasmchord"
 "$cli" synth --arch llama --preset tiny --type q8_0 --seed 17 -o "$work/tiny.gguf" >/dev/null
+# A weight type the WebGPU backend lacks: "auto" must fall back to the CPU.
+"$cli" synth --arch llama --preset tiny --type q4_1 --seed 17 -o "$work/tiny-q4_1.gguf" >/dev/null
 # The models of crates/wasm-chord-web/tests/node.rs.
 for m in llama:q8_0 gemma3:q4_k_m qwen3:f16 gemma3:q8_0; do
   "$cli" synth --arch "${m%%:*}" --preset tiny --type "${m#*:}" --seed 9 -o "$work/${m%%:*}-${m#*:}.gguf" >/dev/null

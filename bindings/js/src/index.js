@@ -404,18 +404,32 @@ export async function loadModel(source, options = {}) {
     }
   }
   let raw;
+  try {
+    raw = await loadFrom(source, options);
+  } catch (e) {
+    // A model WebGPU cannot run (a weight type it lacks: found with the
+    // header) goes to the CPU under "auto" when the source can be read
+    // again (not a ReadableStream, which is consumed).
+    const again = !(typeof ReadableStream !== "undefined" && source instanceof ReadableStream);
+    if (!(options._gpu && wanted === "auto" && e.code === "UNSUPPORTED_MODEL" && again)) throw e;
+    fallback = e.message;
+    const { _gpu, ...cpu } = options;
+    void _gpu;
+    raw = await loadFrom(source, cpu);
+  }
+  return new Model(raw, fallback);
+}
+
+async function loadFrom(source, options) {
   const isUrlLike = typeof source === "string" || source instanceof URL;
   if (isUrlLike && isNode && !/^(https?|data|blob):/i.test(String(source))) {
     const path = source instanceof URL ? source : String(source).replace(/^file:\/\//, "");
     const { chunks, size } = await nodeFileChunks(path, options.signal);
-    raw = (await loadFromChunks(chunks, size, options, false)).raw;
-  } else if (isUrlLike) {
-    raw = await loadFromUrl(String(source), options);
-  } else {
-    const size = source?.size ?? source?.byteLength;
-    raw = (await loadFromChunks(chunksOf(source, options.signal), size, options, false)).raw;
+    return (await loadFromChunks(chunks, size, options, false)).raw;
   }
-  return new Model(raw, fallback);
+  if (isUrlLike) return loadFromUrl(String(source), options);
+  const size = source?.size ?? source?.byteLength;
+  return (await loadFromChunks(chunksOf(source, options.signal), size, options, false)).raw;
 }
 
 function generateOptionsJson(options) {

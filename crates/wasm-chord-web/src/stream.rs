@@ -203,6 +203,7 @@ impl<B: Backend> Tensors<B> {
             order.push((info.clone(), r.start, r.end));
         }
         order.sort_by_key(|&(_, s, _)| s);
+        check_types(&header.tensors, &*backend)?;
         let weights = StreamedWeights::new(meta, header.tensors, backend)?;
         Ok(Self {
             weights,
@@ -247,6 +248,31 @@ impl<B: Backend> Tensors<B> {
             }
         }
         Ok(())
+    }
+}
+
+/// Refuses, as soon as the header is here, a model with a weight of a type
+/// the backend cannot multiply (it would upload, then fail at the first
+/// token): `UNSUPPORTED_MODEL`, and the caller may pick another backend.
+fn check_types<B: Backend>(tensors: &[TensorInfo], backend: &B) -> WebResult<()> {
+    let types = backend.caps().matmul_types;
+    let weight = |n: &str| {
+        n.ends_with(".weight")
+            && (n.starts_with("blk.") || n == "token_embd.weight" || n == "output.weight")
+    };
+    match tensors
+        .iter()
+        .find(|t| weight(&t.name) && !types.contains(&t.ggml_type))
+    {
+        None => Ok(()),
+        Some(t) => Err(WebError::UnsupportedModel(
+            wasm_chord_runtime::RuntimeError::UnsupportedFeature(format!(
+                "tensor {} is {}, which the {} backend does not run",
+                t.name,
+                t.ggml_type,
+                backend.name()
+            )),
+        )),
     }
 }
 

@@ -89,3 +89,19 @@ fn a_step_cancelled_in_flight_ends_and_the_engine_goes_on() {
     assert_eq!(again.borrow().stats().prompt_tokens, 1);
     assert_eq!(again.borrow().tokens().len(), 8);
 }
+
+#[test]
+fn a_weight_type_webgpu_lacks_is_refused_with_the_header() {
+    let Some(gpu) = gpu() else { return };
+    let bytes = synth(&SynthSpec::new(Some("llama"), "tiny", "q4_1", 5).unwrap()).unwrap();
+    let mut rx = StreamReceiver::new(Arc::clone(&gpu), Some(bytes.len() as u64));
+    let err = bytes
+        .chunks(65_536)
+        .map(|c| rx.push(c))
+        .find_map(Result::err)
+        .expect("refused");
+    assert_eq!(err.code(), "UNSUPPORTED_MODEL", "{err}");
+    assert!(err.to_string().contains("q4_1"), "{err}");
+    // Found with the header, not at the end of the file.
+    assert!(rx.received() < bytes.len() as u64);
+}
