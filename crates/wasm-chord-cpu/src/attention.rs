@@ -4,15 +4,17 @@
 //! llama.cpp's default path (f16 cache, q and probabilities converted to f16
 //! for the two matmuls).
 
+use crate::kernels::attn::{self, reduce16, KvElem};
 use crate::{need, round_f16, shape};
 use rayon::prelude::*;
 use wasm_chord_core::backend::{AttentionParams, Result};
 
-/// See [`wasm_chord_core::backend::Backend::attention`].
-pub fn attention(
+/// See [`wasm_chord_core::backend::Backend::attention`]. The cache rows
+/// `k` and `v` are f32 or f16 values ([`KvElem`]), read as they are.
+pub(crate) fn attention<T: KvElem>(
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[T],
+    v: &[T],
     p: &AttentionParams<'_>,
     out: &mut [f32],
 ) -> Result<()> {
@@ -44,56 +46,66 @@ pub fn attention(
                 .map(|&x| round_f16(x))
                 .collect();
             let kvh = h / group;
+            let kr = |j: usize| &k[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
             // Pass 1: scores of the visible rows (one vector per query row,
-            // never a full score matrix).
-            let mut scores: Vec<(usize, f32)> = Vec::new();
+            // never a full score matrix), four rows at a time.
+            let visible: Vec<usize> = p
+                .cache_positions
+                .iter()
+                .enumerate()
+                .filter_map(|(j, slot)| {
+                    let kpos = (*slot)?;
+                    let masked = kpos > qpos || p.window.is_some_and(|w| qpos - kpos >= w);
+                    (!masked).then_some(j)
+                })
+                .collect();
+            let mut scores: Vec<(usize, f32)> = Vec::with_capacity(visible.len());
             let mut max = f32::NEG_INFINITY;
-            for (j, slot) in p.cache_positions.iter().enumerate() {
-                let Some(kpos) = *slot else { continue };
-                if kpos > qpos || p.window.is_some_and(|w| qpos - kpos >= w) {
-                    continue;
-                }
-                let kr = &k[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
-                let mut s = dot_f16_products(&qv, kr);
+            let mut push = |j: usize, mut s: f32| {
                 s *= p.scale;
                 if let Some(cap) = p.softcap {
                     s = cap * (s * (1.0 / cap)).tanh();
                 }
                 max = max.max(s);
                 scores.push((j, s));
+            };
+            if hd % 16 == 0 {
+                let mut quads = visible.chunks_exact(4);
+                for c in &mut quads {
+                    let d = attn::dot_rows(&qv, [kr(c[0]), kr(c[1]), kr(c[2]), kr(c[3])]);
+                    for (&j, s) in c.iter().zip(d) {
+                        push(j, s);
+                    }
+                }
+                for &j in quads.remainder() {
+                    let [s] = attn::dot_rows(&qv, [kr(j)]);
+                    push(j, s);
+                }
+            } else {
+                let mut row = vec![0f32; hd];
+                for &j in &visible {
+                    for (r, x) in row.iter_mut().zip(kr(j)) {
+                        *r = x.f32();
+                    }
+                    push(j, crate::kernels::dot_f32(&qv, &row));
+                }
             }
             // Softmax as ggml's soft_max: its exp polynomial, sums of
             // 16-lane chunks of cache rows added in f64 (see `softmax_sum`);
             // probabilities rounded to f16 as ggml's `kq · v` matmul
             // converts them.
-            for s in scores.iter_mut() {
-                s.1 = ggml_expf(s.1 - max);
-            }
+            exp_scores(&mut scores, max);
             let sum = softmax_sum(&scores);
             let inv = if sum > 0.0 { (1.0 / sum) as f32 } else { 0.0 };
-            // `p · v` in the order of ggml's f16 GEMM (llamafile's tinyBLAS
-            // with 16 lanes): cache row j adds into lane j % 16 of each
-            // output, rows in order, lanes reduced at the end. Products of
-            // two f16 values are exact in f32, so only the order of the
-            // additions matters, and it decides the last bit.
-            // Lane-major (`lanes[lane][dim]`) so each row is one contiguous
-            // multiply-add that vectorizes.
-            let mut lanes = vec![0f32; 16 * hd];
-            for &(j, e) in &scores {
-                let pr = round_f16(e * inv);
-                let vr = &v[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
-                let lane = &mut lanes[(j % 16) * hd..(j % 16 + 1) * hd];
-                for (a, &vv) in lane.iter_mut().zip(vr) {
-                    *a += pr * vv;
-                }
+            for s in scores.iter_mut() {
+                s.1 = round_f16(s.1 * inv);
             }
-            for (d, a) in o.iter_mut().enumerate() {
-                let mut l = [0f32; 16];
-                for (k, x) in l.iter_mut().enumerate() {
-                    *x = lanes[k * hd + d];
-                }
-                *a = reduce16(&l);
-            }
+            // `p · v` in the order of ggml's f16 GEMM (see `attn`).
+            attn::weighted_rows(
+                &scores,
+                |j| &v[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd],
+                o,
+            );
         });
     Ok(())
 }
@@ -105,6 +117,7 @@ pub fn attention(
 /// the f16 rounding of an attention probability now and then, so we compute
 /// the same polynomial, operation for operation (every `mul_add` is one
 /// fused multiply-add there).
+#[inline(always)]
 pub(crate) fn ggml_expf(x: f32) -> f32 {
     let c = f32::from_bits;
     let r = c(0x4b40_0000); // 0x1.8p23
@@ -144,33 +157,34 @@ fn softmax_sum(scores: &[(usize, f32)]) -> f64 {
     sum
 }
 
-/// `q · k` for f16-valued vectors in the order of ggml's f16 GEMM (16
-/// lanes, element i into lane i % 16, then [`reduce16`]) when the length is
-/// a multiple of 16, as in every real head size; otherwise in 8 lanes.
-fn dot_f16_products(a: &[f32], b: &[f32]) -> f32 {
-    if a.len() % 16 != 0 {
-        return crate::kernels::dot_f32(a, b);
+/// `exp(s - max)` of every score by [`ggml_expf`], with hardware fused
+/// multiply-adds where the CPU has them (the same operations; without FMA
+/// enabled at compile time each `mul_add` is a library call).
+fn exp_scores(scores: &mut [(usize, f32)], max: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::has_avx2() {
+        // SAFETY: FMA was detected (with AVX2 and F16C).
+        unsafe { exp_scores_fma(scores, max) };
+        return;
     }
-    let mut lanes = [0f32; 16];
-    for (x, y) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
-        for l in 0..16 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    reduce16(&lanes)
+    exp_scores_plain(scores, max);
 }
 
-/// `_mm512_reduce_add_ps` as GCC expands it.
-fn reduce16(a: &[f32; 16]) -> f32 {
-    let mut t3 = [0f32; 8];
-    for k in 0..8 {
-        t3[k] = a[8 + k] + a[k];
+/// [`exp_scores`] compiled with FMA.
+///
+/// # Safety
+/// The CPU must support FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn exp_scores_fma(scores: &mut [(usize, f32)], max: f32) {
+    exp_scores_plain(scores, max);
+}
+
+#[inline(always)]
+fn exp_scores_plain(scores: &mut [(usize, f32)], max: f32) {
+    for s in scores.iter_mut() {
+        s.1 = ggml_expf(s.1 - max);
     }
-    let mut t6 = [0f32; 4];
-    for k in 0..4 {
-        t6[k] = t3[4 + k] + t3[k];
-    }
-    (t6[0] + t6[2]) + (t6[1] + t6[3])
 }
 
 #[cfg(test)]

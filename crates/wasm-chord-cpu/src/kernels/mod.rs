@@ -12,6 +12,7 @@
 //! `arch/x86/quants.c`): Q8_0·Q8_0, Q5_0·Q8_0, Q4_0·Q8_0, Q4_K·Q8_K, Q5_K·Q8_K,
 //! Q6_K·Q8_K.
 
+pub(crate) mod attn;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
