@@ -166,6 +166,8 @@ export function init(moduleOrPath?: BufferSource | WebAssembly.Module | URL | st
 export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;
 export function backend(): Backend;
 export function availableBackends(): Promise<Backend[]>;
+/** Bytes of wasm memory this instance holds (high-water mark; CPU path: includes the model file). */
+export function memoryBytes(): Promise<number>;
 /** The WebGPU adapter loadModel uses, or null where there is none. */
 export function webgpuInfo(): Promise<WebGpuInfo | null>;
 export function buildInfo(): Promise<BuildInfo>;

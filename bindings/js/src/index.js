@@ -189,6 +189,16 @@ export async function buildInfo() {
   return call(() => wasm.buildInfo());
 }
 
+/**
+ * Bytes of wasm memory this instance holds (its high-water mark: wasm memory
+ * never shrinks). On the CPU path it includes the whole model file; on
+ * WebGPU only the header and the largest tensor passed through it.
+ */
+export async function memoryBytes() {
+  await init();
+  return call(() => wasm.memoryBytes());
+}
+
 const CHUNK = 1 << 20;
 
 async function* chunksOf(source, signal) {

@@ -11,6 +11,7 @@ import {
   buildInfo,
   backend,
   availableBackends,
+  memoryBytes,
   WasmChordError,
   _panicForTesting,
 } from "../src/index.js";
@@ -49,6 +50,8 @@ test("greedy text equals the native CLI's", { skip }, async () => {
   assert.equal(model.info.backend, "cpu");
   // "auto" (the default) found no WebGPU and says why.
   assert.match(model.info.backendFallback, /navigator\.gpu/);
+  // The CPU path holds the whole file in wasm memory.
+  assert.ok((await memoryBytes()) > model.info.fileBytes);
   const stream = model.generate(process.env.WASMCHORD_PROMPT, {
     maxTokens: Number(process.env.WASMCHORD_N),
     temperature: 0,

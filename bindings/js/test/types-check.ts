@@ -6,6 +6,7 @@ import {
   backend,
   availableBackends,
   webgpuInfo,
+  memoryBytes,
   clearModelCache,
   loadModelInWorker,
   WasmChordError,
@@ -29,7 +30,7 @@ async function demo(file: Blob, signal: AbortSignal): Promise<string> {
   const compiled: Backend[] = info.backends;
   const why: string | null = model.info.backendFallback;
   const adapter = await webgpuInfo();
-  const gpuBytes: number = adapter?.maxBufferBytes ?? 0;
+  const gpuBytes: number = (adapter?.maxBufferBytes ?? 0) + (await memoryBytes());
   const stream = model.generate("Hello", { maxTokens: 8, temperature: 0, stop: ["\n"], signal });
   let text = "";
   for await (const piece of stream) text += piece;

@@ -73,6 +73,20 @@ pub fn build_info() -> JsValue {
     ])
 }
 
+/// Bytes of wasm linear memory the instance has now (it never shrinks: the
+/// high-water mark). 0 outside wasm32.
+#[wasm_bindgen(js_name = memoryBytes)]
+pub fn memory_bytes() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        (core::arch::wasm32::memory_size(0) as f64) * 65536.0
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0.0
+    }
+}
+
 /// The message of the panic that poisoned this instance, if one did.
 #[wasm_bindgen(js_name = panicMessage)]
 pub fn panic_message() -> Option<String> {
