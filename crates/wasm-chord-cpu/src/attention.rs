@@ -37,29 +37,38 @@ pub(crate) fn attention<T: KvElem>(
     out[..n_tok * q_width]
         .par_chunks_exact_mut(hd)
         .enumerate()
-        .for_each(|(i, o)| {
+        .for_each_init(Buffers::default, |bufs, (i, o)| {
+            let Buffers {
+                qv,
+                visible,
+                scores,
+                scratch,
+            } = bufs;
             let (t, h) = (i / nh, i % nh);
             let qpos = p.query_positions[t];
             // ggml multiplies an f16 cache by q converted to f16.
-            let qv: Vec<f32> = q[t * q_width + h * hd..t * q_width + (h + 1) * hd]
-                .iter()
-                .map(|&x| round_f16(x))
-                .collect();
+            qv.clear();
+            qv.extend(
+                q[t * q_width + h * hd..t * q_width + (h + 1) * hd]
+                    .iter()
+                    .map(|&x| round_f16(x)),
+            );
             let kvh = h / group;
             let kr = |j: usize| &k[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
             // Pass 1: scores of the visible rows (one vector per query row,
             // never a full score matrix), four rows at a time.
-            let visible: Vec<usize> = p
-                .cache_positions
-                .iter()
-                .enumerate()
-                .filter_map(|(j, slot)| {
-                    let kpos = (*slot)?;
-                    let masked = kpos > qpos || p.window.is_some_and(|w| qpos - kpos >= w);
-                    (!masked).then_some(j)
-                })
-                .collect();
-            let mut scores: Vec<(usize, f32)> = Vec::with_capacity(visible.len());
+            visible.clear();
+            visible.extend(
+                p.cache_positions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, slot)| {
+                        let kpos = (*slot)?;
+                        let masked = kpos > qpos || p.window.is_some_and(|w| qpos - kpos >= w);
+                        (!masked).then_some(j)
+                    }),
+            );
+            scores.clear();
             let mut max = f32::NEG_INFINITY;
             let mut push = |j: usize, mut s: f32| {
                 s *= p.scale;
@@ -72,39 +81,40 @@ pub(crate) fn attention<T: KvElem>(
             if hd % 16 == 0 {
                 let mut quads = visible.chunks_exact(4);
                 for c in &mut quads {
-                    let d = attn::dot_rows(&qv, [kr(c[0]), kr(c[1]), kr(c[2]), kr(c[3])]);
+                    let d = attn::dot_rows(qv, [kr(c[0]), kr(c[1]), kr(c[2]), kr(c[3])]);
                     for (&j, s) in c.iter().zip(d) {
                         push(j, s);
                     }
                 }
                 for &j in quads.remainder() {
-                    let [s] = attn::dot_rows(&qv, [kr(j)]);
+                    let [s] = attn::dot_rows(qv, [kr(j)]);
                     push(j, s);
                 }
             } else {
                 let mut row = vec![0f32; hd];
-                for &j in &visible {
+                for &j in visible.iter() {
                     for (r, x) in row.iter_mut().zip(kr(j)) {
                         *r = x.f32();
                     }
-                    push(j, crate::kernels::dot_f32(&qv, &row));
+                    push(j, crate::kernels::dot_f32(qv, &row));
                 }
             }
             // Softmax as ggml's soft_max: its exp polynomial, sums of
             // 16-lane chunks of cache rows added in f64 (see `softmax_sum`);
             // probabilities rounded to f16 as ggml's `kq · v` matmul
             // converts them.
-            exp_scores(&mut scores, max);
-            let sum = softmax_sum(&scores);
+            exp_scores(scores, max);
+            let sum = softmax_sum(scores);
             let inv = if sum > 0.0 { (1.0 / sum) as f32 } else { 0.0 };
             for s in scores.iter_mut() {
                 s.1 = round_f16(s.1 * inv);
             }
             // `p · v` in the order of ggml's f16 GEMM (see `attn`).
             attn::weighted_rows(
-                &scores,
+                scores,
                 |j| &v[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd],
                 o,
+                scratch,
             );
         });
     Ok(())
@@ -155,6 +165,15 @@ fn softmax_sum(scores: &[(usize, f32)]) -> f64 {
         sum += f64::from(reduce16(&lanes));
     }
     sum
+}
+
+/// Buffers one thread reuses from query row to query row.
+#[derive(Default)]
+struct Buffers {
+    qv: Vec<f32>,
+    visible: Vec<usize>,
+    scores: Vec<(usize, f32)>,
+    scratch: attn::Scratch,
 }
 
 /// `exp(s - max)` of every score by [`ggml_expf`], with hardware fused

@@ -102,6 +102,13 @@ pub(crate) fn dot_rows<T: KvElem, const N: usize>(q: &[f32], rows: [&[T]; N]) ->
     })
 }
 
+/// Buffers [`weighted_rows`] reuses from call to call (one per thread).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    lanes: Vec<f32>,
+    order: Vec<(usize, f32)>,
+}
+
 /// `out[d] = Σ_j p_j · row_j[d]` over `probs` (`(j, p_j)` in increasing
 /// `j`, `row(j)` at least `out.len()` long): row `j` into lane `j % 16`,
 /// the lanes reduced by [`reduce16`].
@@ -109,24 +116,43 @@ pub(crate) fn weighted_rows<'a, T: KvElem>(
     probs: &[(usize, f32)],
     row: impl Fn(usize) -> &'a [T],
     out: &mut [f32],
+    scratch: &mut Scratch,
 ) {
     let hd = out.len();
-    let mut lanes = vec![0f32; 16 * hd];
+    let lanes = &mut scratch.lanes;
+    lanes.clear();
+    lanes.resize(16 * hd, 0.0);
     #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
     if hd % 16 == 0 && has_avx512f() {
-        // Rows grouped by lane, in order within each lane.
-        let mut by_lane: [Vec<(&[T], f32)>; 16] = Default::default();
-        for &(j, p) in probs {
-            let r = row(j);
-            assert!(r.len() >= hd);
-            by_lane[j % 16].push((r, p));
+        // Rows grouped by lane (a counting sort), in order within each.
+        let mut starts = [0usize; 17];
+        for &(j, _) in probs {
+            assert!(row(j).len() >= hd);
+            starts[j % 16 + 1] += 1;
         }
-        for (l, rows) in by_lane.iter().enumerate() {
+        for l in 0..16 {
+            starts[l + 1] += starts[l];
+        }
+        let order = &mut scratch.order;
+        order.clear();
+        order.resize(probs.len(), (0, 0.0));
+        let mut next = starts;
+        for &(j, p) in probs {
+            order[next[j % 16]] = (j, p);
+            next[j % 16] += 1;
+        }
+        for l in 0..16 {
             // SAFETY: AVX-512F and F16C were detected; every row has at
             // least `hd` elements (checked above).
-            unsafe { avx512::weighted_lane(rows, &mut lanes[l * hd..(l + 1) * hd]) };
+            unsafe {
+                avx512::weighted_lane(
+                    &order[starts[l]..starts[l + 1]],
+                    &row,
+                    &mut lanes[l * hd..(l + 1) * hd],
+                )
+            };
         }
-        reduce_lanes(&lanes, out);
+        reduce_lanes(lanes, out);
         return;
     }
     for &(j, p) in probs {
@@ -135,7 +161,7 @@ pub(crate) fn weighted_rows<'a, T: KvElem>(
             *a += p * v.f32();
         }
     }
-    reduce_lanes(&lanes, out);
+    reduce_lanes(lanes, out);
 }
 
 /// `out[d] = reduce16(lanes[0..16][d])`.
@@ -190,19 +216,24 @@ mod avx512 {
         acc.map(|a| reduce16(a))
     }
 
-    /// `lane[d] += p · row[d]` for each `(row, p)` in order, in blocks of
-    /// 128 columns held in registers.
+    /// `lane[d] += p · row(j)[d]` for each `(j, p)` in order, in blocks
+    /// of 128 columns held in registers.
     ///
     /// # Safety
     /// AVX-512F and F16C; `lane.len()` a multiple of 16; every row at least
     /// as long.
     #[target_feature(enable = "avx512f,f16c,fma")]
-    pub(super) unsafe fn weighted_lane<T: KvElem>(rows: &[(&[T], f32)], lane: &mut [f32]) {
+    pub(super) unsafe fn weighted_lane<'a, T: KvElem>(
+        rows: &[(usize, f32)],
+        row: &impl Fn(usize) -> &'a [T],
+        lane: &mut [f32],
+    ) {
         let hd = lane.len();
         let mut c0 = 0;
         while c0 + 128 <= hd {
             let mut acc = [_mm512_setzero_ps(); 8];
-            for &(r, p) in rows {
+            for &(j, p) in rows {
+                let r = row(j);
                 let pv = _mm512_set1_ps(p);
                 for (k, a) in acc.iter_mut().enumerate() {
                     // SAFETY: `c0 + 16k + 16 <= hd <= r.len()`.
@@ -218,7 +249,8 @@ mod avx512 {
         }
         while c0 < hd {
             let mut a = _mm512_setzero_ps();
-            for &(r, p) in rows {
+            for &(j, p) in rows {
+                let r = row(j);
                 // SAFETY: `c0 + 16 <= hd <= r.len()`.
                 let v = unsafe { T::load16(r.as_ptr().add(c0)) };
                 a = _mm512_fmadd_ps(_mm512_set1_ps(p), v, a);
@@ -285,6 +317,7 @@ mod tests {
 
     #[test]
     fn weighted_rows_is_the_16_lane_order_bit_for_bit() {
+        let mut scratch = Scratch::default();
         for (hd, n_rows) in [(16usize, 5usize), (48, 40), (256, 70), (272, 33)] {
             let rows16 = f16_values(hd * n_rows, hd as u64 + 7);
             let rows32: Vec<f32> = rows16.iter().map(|v| v.to_f32()).collect();
@@ -304,9 +337,19 @@ mod tests {
             let mut want = vec![0f32; hd];
             reduce_lanes(&lanes, &mut want);
             let mut got32 = vec![0f32; hd];
-            weighted_rows(&probs, |j| &rows32[j * hd..(j + 1) * hd], &mut got32);
+            weighted_rows(
+                &probs,
+                |j| &rows32[j * hd..(j + 1) * hd],
+                &mut got32,
+                &mut scratch,
+            );
             let mut got16 = vec![0f32; hd];
-            weighted_rows(&probs, |j| &rows16[j * hd..(j + 1) * hd], &mut got16);
+            weighted_rows(
+                &probs,
+                |j| &rows16[j * hd..(j + 1) * hd],
+                &mut got16,
+                &mut scratch,
+            );
             for d in 0..hd {
                 assert_eq!(got32[d].to_bits(), want[d].to_bits(), "hd={hd} d={d}");
                 assert_eq!(got16[d].to_bits(), want[d].to_bits(), "hd={hd} d={d}");
