@@ -357,7 +357,9 @@ impl<B: Backend> Model<B> {
         build(&ld, c, Arc::clone(&backend), Arc::clone(&file), progress)
     }
 
-    /// The GGUF file the model was loaded from.
+    /// The GGUF file the model was loaded from; for a model built by
+    /// [`StreamedWeights`], the file given there (which may hold the
+    /// metadata only, no tensor data).
     pub fn file(&self) -> &Arc<GgufFile> {
         &self.file
     }
