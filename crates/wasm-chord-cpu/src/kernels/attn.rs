@@ -217,7 +217,7 @@ mod avx512 {
     }
 
     /// `lane[d] += p · row(j)[d]` for each `(j, p)` in order, in blocks
-    /// of 128 columns held in registers.
+    /// of up to 128 columns held in registers.
     ///
     /// # Safety
     /// AVX-512F and F16C; `lane.len()` a multiple of 16; every row at least
@@ -230,34 +230,55 @@ mod avx512 {
     ) {
         let hd = lane.len();
         let mut c0 = 0;
-        while c0 + 128 <= hd {
-            let mut acc = [_mm512_setzero_ps(); 8];
-            for &(j, p) in rows {
-                let r = row(j);
-                let pv = _mm512_set1_ps(p);
-                for (k, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: `c0 + 16k + 16 <= hd <= r.len()`.
-                    let v = unsafe { T::load16(r.as_ptr().add(c0 + 16 * k)) };
-                    *a = _mm512_fmadd_ps(pv, v, *a);
+        while c0 < hd {
+            let n = ((hd - c0) / 16).min(8);
+            // SAFETY: `c0 + 16 n <= hd`, per this function's contract.
+            unsafe {
+                match n {
+                    8 => lane_block::<T, 8>(rows, row, lane, c0),
+                    4..=7 => lane_block::<T, 4>(rows, row, lane, c0),
+                    2 | 3 => lane_block::<T, 2>(rows, row, lane, c0),
+                    _ => lane_block::<T, 1>(rows, row, lane, c0),
                 }
             }
-            for (k, a) in acc.iter().enumerate() {
-                // SAFETY: `c0 + 16k + 16 <= hd = lane.len()`.
-                unsafe { _mm512_storeu_ps(lane.as_mut_ptr().add(c0 + 16 * k), *a) };
-            }
-            c0 += 128;
+            c0 += 16
+                * if n >= 8 {
+                    8
+                } else if n >= 4 {
+                    4
+                } else if n >= 2 {
+                    2
+                } else {
+                    1
+                };
         }
-        while c0 < hd {
-            let mut a = _mm512_setzero_ps();
-            for &(j, p) in rows {
-                let r = row(j);
-                // SAFETY: `c0 + 16 <= hd <= r.len()`.
-                let v = unsafe { T::load16(r.as_ptr().add(c0)) };
-                a = _mm512_fmadd_ps(_mm512_set1_ps(p), v, a);
+    }
+
+    /// Columns `c0 .. c0 + 16 N` of [`weighted_lane`], in `N` registers.
+    ///
+    /// # Safety
+    /// As [`weighted_lane`], and `c0 + 16 N <= lane.len()`.
+    #[inline]
+    #[target_feature(enable = "avx512f,f16c,fma")]
+    unsafe fn lane_block<'a, T: KvElem, const N: usize>(
+        rows: &[(usize, f32)],
+        row: &impl Fn(usize) -> &'a [T],
+        lane: &mut [f32],
+        c0: usize,
+    ) {
+        let mut acc = [_mm512_setzero_ps(); N];
+        for &(j, p) in rows {
+            let r = row(j).as_ptr();
+            let pv = _mm512_set1_ps(p);
+            for (k, a) in acc.iter_mut().enumerate() {
+                // SAFETY: `c0 + 16k + 16 <= lane.len() <= row(j).len()`.
+                let v = unsafe { T::load16(r.add(c0 + 16 * k)) };
+                *a = _mm512_fmadd_ps(pv, v, *a);
             }
-            // SAFETY: `c0 + 16 <= hd = lane.len()`.
-            unsafe { _mm512_storeu_ps(lane.as_mut_ptr().add(c0), a) };
-            c0 += 16;
+        }
+        for (k, a) in acc.iter().enumerate() {
+            // SAFETY: `c0 + 16k + 16 <= lane.len()`.
+            unsafe { _mm512_storeu_ps(lane.as_mut_ptr().add(c0 + 16 * k), *a) };
         }
     }
 }
@@ -318,7 +339,14 @@ mod tests {
     #[test]
     fn weighted_rows_is_the_16_lane_order_bit_for_bit() {
         let mut scratch = Scratch::default();
-        for (hd, n_rows) in [(16usize, 5usize), (48, 40), (256, 70), (272, 33)] {
+        for (hd, n_rows) in [
+            (16usize, 5usize),
+            (48, 40),
+            (64, 50),
+            (112, 20),
+            (256, 70),
+            (272, 33),
+        ] {
             let rows16 = f16_values(hd * n_rows, hd as u64 + 7);
             let rows32: Vec<f32> = rows16.iter().map(|v| v.to_f32()).collect();
             // Every third row masked; probabilities f16-valued.
