@@ -331,6 +331,7 @@ mod profile {
     impl Backend for Profiled {
         type Buffer = CandleBuffer;
         type Weight = CandleWeight;
+        type Cache = CandleBuffer;
 
         fn name(&self) -> &'static str {
             self.inner.name()
@@ -340,6 +341,12 @@ mod profile {
         }
         fn upload_weight(&self, info: &TensorInfo, data: TensorBytes) -> Result<CandleWeight> {
             self.inner.upload_weight(info, data)
+        }
+        fn alloc_cache(&self, len: usize) -> Result<CandleBuffer> {
+            self.timed("alloc", || self.inner.alloc_cache(len))
+        }
+        fn download_cache(&self, c: &CandleBuffer, out: &mut [f32]) -> Result<()> {
+            self.timed("download", || self.inner.download_cache(c, out))
         }
         fn alloc(&self, len: usize) -> Result<CandleBuffer> {
             self.timed("alloc", || self.inner.alloc(len))

@@ -282,6 +282,8 @@ fn metal_device(_: usize) -> Result<Device> {
 impl Backend for CandleBackend {
     type Buffer = CandleBuffer;
     type Weight = CandleWeight;
+    /// f32 holding f16-rounded values (an f16 store is future work).
+    type Cache = CandleBuffer;
 
     fn name(&self) -> &'static str {
         match self.kind {
@@ -303,6 +305,14 @@ impl Backend for CandleBackend {
 
     fn upload_weight(&self, info: &TensorInfo, data: TensorBytes) -> Result<CandleWeight> {
         weight::upload(self.name(), &self.device, info, data)
+    }
+
+    fn alloc_cache(&self, len: usize) -> Result<CandleBuffer> {
+        self.alloc(len)
+    }
+
+    fn download_cache(&self, cache: &CandleBuffer, out: &mut [f32]) -> Result<()> {
+        self.download(cache, out)
     }
 
     fn alloc(&self, len: usize) -> Result<CandleBuffer> {

@@ -201,8 +201,8 @@ fn script<B: Backend>(be: &B, f: &Arc<GgufFile>) -> Vec<(String, Vec<f32>)> {
     // KV-cache writes into a ring of 6 slots, then attention with GQA.
     let (nh, nkv, hd, slots) = (4usize, 2usize, 32usize, 6usize);
     let kvw = nkv * hd;
-    let mut kc = be.alloc(slots * kvw).unwrap();
-    let mut vc = be.alloc(slots * kvw).unwrap();
+    let mut kc = be.alloc_cache(slots * kvw).unwrap();
+    let mut vc = be.alloc_cache(slots * kvw).unwrap();
     let kpos = [Some(6), Some(7), Some(8), None, Some(4), Some(5)];
     let rows: Vec<usize> = vec![0, 1, 2, 4, 5];
     be.write_rows(
@@ -219,7 +219,9 @@ fn script<B: Backend>(be: &B, f: &Arc<GgufFile>) -> Vec<(String, Vec<f32>)> {
         kvw,
     )
     .unwrap();
-    out.push(("write_rows".into(), get(be, &kc, slots * kvw)));
+    let mut cached = vec![0.0; slots * kvw];
+    be.download_cache(&kc, &mut cached).unwrap();
+    out.push(("write_rows".into(), cached));
     let qpos = [7u32, 8];
     let q = be.upload(&rand_vec(2 * nh * hd, 40)).unwrap();
     for (window, softcap) in [(None, None), (Some(3), None), (Some(2), Some(0.5))] {
@@ -356,7 +358,7 @@ fn bad_shapes_are_errors_not_panics() {
     let embd = weight(&be, &f, "embd");
     let mut e = be.alloc(COLS).unwrap();
     assert!(be.embed(&embd, &[ROWS as u32], 1.0, &mut e).is_err());
-    let mut kc = be.alloc(4).unwrap();
+    let mut kc = be.alloc_cache(4).unwrap();
     assert!(be.write_rows(&mut kc, &x, &[3], 2).is_err());
 }
 

@@ -24,6 +24,8 @@ mod kernels;
 mod matmul;
 mod ops;
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use wasm_chord_core::backend::{
     AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, TensorBytes,
 };
@@ -120,6 +122,8 @@ fn need(op: &'static str, what: &str, have: usize, need: usize) -> Result<()> {
 impl Backend for CpuBackend {
     type Buffer = Vec<f32>;
     type Weight = CpuWeight;
+    /// f16, as llama.cpp's default cache: half the memory of f32.
+    type Cache = Vec<f16>;
 
     fn name(&self) -> &'static str {
         "cpu"
@@ -190,6 +194,16 @@ impl Backend for CpuBackend {
 
     fn len(&self, buf: &Vec<f32>) -> usize {
         buf.len()
+    }
+
+    fn alloc_cache(&self, len: usize) -> Result<Vec<f16>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(len)
+            .map_err(|_| BackendError::OutOfMemory {
+                bytes: (len as u64).saturating_mul(2),
+            })?;
+        v.resize(len, f16::ZERO);
+        Ok(v)
     }
 
     fn embed(
@@ -298,9 +312,15 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn download_cache(&self, cache: &Vec<f16>, out: &mut [f32]) -> Result<()> {
+        need("download_cache", "cache", cache.len(), out.len())?;
+        cache[..out.len()].convert_to_f32_slice(out);
+        Ok(())
+    }
+
     fn write_rows(
         &self,
-        dst: &mut Vec<f32>,
+        dst: &mut Vec<f16>,
         src: &Vec<f32>,
         rows: &[usize],
         width: usize,
@@ -312,13 +332,14 @@ impl Backend for CpuBackend {
                 .and_then(|e| e.checked_mul(width))
                 .ok_or_else(|| shape("write_rows", format!("row {r} overflows")))?;
             need("write_rows", "dst", dst.len(), end)?;
-            // KV rows are kept at f16 precision, like llama.cpp's default
-            // cache type, so attention sees the same keys and values.
+            // KV rows are stored as f16, like llama.cpp's default cache
+            // type (ggml's rounding), so attention sees the same keys and
+            // values.
             for (d, &v) in dst[r * width..end]
                 .iter_mut()
                 .zip(&src[i * width..(i + 1) * width])
             {
-                *d = round_f16(v);
+                *d = f16::from_bits(f32_to_f16_bits(v));
             }
         }
         Ok(())
@@ -327,8 +348,8 @@ impl Backend for CpuBackend {
     fn attention(
         &self,
         q: &Vec<f32>,
-        k: &Vec<f32>,
-        v: &Vec<f32>,
+        k: &Vec<f16>,
+        v: &Vec<f16>,
         params: &AttentionParams<'_>,
         out: &mut Vec<f32>,
     ) -> Result<()> {

@@ -271,6 +271,8 @@ impl GpuBackend {
 impl Backend for GpuBackend {
     type Buffer = GpuBuffer;
     type Weight = GpuWeight;
+    /// f32 holding f16-rounded values (an f16 store is future work).
+    type Cache = GpuBuffer;
 
     fn name(&self) -> &'static str {
         NAME
@@ -288,6 +290,14 @@ impl Backend for GpuBackend {
 
     fn upload_weight(&self, info: &TensorInfo, data: TensorBytes) -> Result<GpuWeight> {
         weight::upload(&self.ctx, info, &data, self.max_part)
+    }
+
+    fn alloc_cache(&self, len: usize) -> Result<GpuBuffer> {
+        self.alloc(len)
+    }
+
+    fn download_cache(&self, cache: &GpuBuffer, out: &mut [f32]) -> Result<()> {
+        self.download(cache, out)
     }
 
     fn alloc(&self, len: usize) -> Result<GpuBuffer> {

@@ -251,19 +251,33 @@ fn write_rows_copy_rows_argmax_and_top_k_match_cpu() {
     let c = cpu();
     let width = 24;
     let src = rand_vec(3 * width, 11);
-    let mut dg = g.upload(&rand_vec(8 * width, 12)).unwrap();
-    let mut dc = c.upload(&rand_vec(8 * width, 12)).unwrap();
-    g.write_rows(&mut dg, &g.upload(&src).unwrap(), &[6, 1, 3], width)
-        .unwrap();
-    c.write_rows(&mut dc, &c.upload(&src).unwrap(), &[6, 1, 3], width)
-        .unwrap();
+    // Cache rows written twice (the second write replaces one row).
+    let mut dg = g.alloc_cache(8 * width).unwrap();
+    let mut dc = c.alloc_cache(8 * width).unwrap();
+    let again = rand_vec(width, 12);
+    for (rows, s) in [(&[6usize, 1, 3][..], &src), (&[1][..], &again)] {
+        g.write_rows(&mut dg, &g.upload(s).unwrap(), rows, width)
+            .unwrap();
+        c.write_rows(&mut dc, &c.upload(s).unwrap(), rows, width)
+            .unwrap();
+    }
+    let (mut hg, mut hc) = (vec![0.0; 8 * width], vec![0.0; 8 * width]);
+    g.download_cache(&dg, &mut hg).unwrap();
+    c.download_cache(&dc, &mut hc).unwrap();
+    assert_eq!(hg, hc);
+    assert!(hc[width..2 * width].iter().all(|v| *v != 0.0));
     // The copy is recorded right after a dispatch, then both are read.
-    let rg = g.copy_rows(&dg, 2, 3, width).unwrap();
-    let rc = c.copy_rows(&dc, 2, 3, width).unwrap();
-    g.scale(&mut dg, 2.0, 8 * width).unwrap();
-    c.scale(&mut dc, 2.0, 8 * width).unwrap();
-    assert_eq!(read(&*g, &rg), read(&c, &rc));
-    assert_eq!(read(&*g, &dg), read(&c, &dc));
+    let mut xg = g.upload(&rand_vec(8 * width, 14)).unwrap();
+    let mut xc = c.upload(&rand_vec(8 * width, 14)).unwrap();
+    g.scale(&mut xg, 0.5, 8 * width).unwrap();
+    let rg = g.copy_rows(&xg, 2, 3, width).unwrap();
+    let rc = c.copy_rows(&xc, 2, 3, width).unwrap();
+    g.scale(&mut xg, 2.0, 8 * width).unwrap();
+    c.scale(&mut xc, 0.5, 8 * width).unwrap();
+    c.scale(&mut xc, 2.0, 8 * width).unwrap();
+    let rc_scaled: Vec<f32> = read(&c, &rc).iter().map(|v| v * 0.5).collect();
+    assert_eq!(read(&*g, &rg), rc_scaled);
+    assert_eq!(read(&*g, &xg), read(&c, &xc));
 
     // Ties, NaN and more candidates than one chunk (several rounds).
     let n = 70_000;
@@ -303,10 +317,10 @@ fn attention_case(
     let v = rand_vec(kpos.len() * nkv * hd, seed + 2);
     // Keys and values as the cache holds them (through write_rows, f16).
     let rows: Vec<usize> = (0..kpos.len()).collect();
-    let mut kg = g.alloc(k.len()).unwrap();
-    let mut vg = g.alloc(v.len()).unwrap();
-    let mut kc = c.alloc(k.len()).unwrap();
-    let mut vc = c.alloc(v.len()).unwrap();
+    let mut kg = g.alloc_cache(k.len()).unwrap();
+    let mut vg = g.alloc_cache(v.len()).unwrap();
+    let mut kc = c.alloc_cache(k.len()).unwrap();
+    let mut vc = c.alloc_cache(v.len()).unwrap();
     g.write_rows(&mut kg, &g.upload(&k).unwrap(), &rows, nkv * hd)
         .unwrap();
     g.write_rows(&mut vg, &g.upload(&v).unwrap(), &rows, nkv * hd)

@@ -137,6 +137,18 @@ pub enum AnyBuffer {
     Candle(<CandleBackend as Backend>::Buffer),
 }
 
+/// KV-cache rows of an [`AnyBackend`], in that backend's storage type.
+pub enum AnyCache {
+    /// CPU cache rows (f16).
+    Cpu(<CpuBackend as Backend>::Cache),
+    /// WebGPU cache rows.
+    #[cfg(feature = "webgpu")]
+    Gpu(<GpuBackend as Backend>::Cache),
+    /// Candle cache rows.
+    #[cfg(feature = "candle")]
+    Candle(<CandleBackend as Backend>::Cache),
+}
+
 /// An uploaded weight of an [`AnyBackend`].
 pub enum AnyWeight {
     /// A CPU weight (a view of the memory map).
@@ -333,6 +345,7 @@ macro_rules! dispatch {
 impl Backend for AnyBackend {
     type Buffer = AnyBuffer;
     type Weight = AnyWeight;
+    type Cache = AnyCache;
 
     fn name(&self) -> &'static str {
         match &self.inner {
@@ -372,6 +385,20 @@ impl Backend for AnyBackend {
             #[cfg(feature = "candle")]
             Inner::Candle(b) => b.alloc(len).map(AnyBuffer::Candle),
         }
+    }
+
+    fn alloc_cache(&self, len: usize) -> Result<AnyCache> {
+        match &self.inner {
+            Inner::Cpu(b) => b.alloc_cache(len).map(AnyCache::Cpu),
+            #[cfg(feature = "webgpu")]
+            Inner::Gpu(b) => b.alloc_cache(len).map(AnyCache::Gpu),
+            #[cfg(feature = "candle")]
+            Inner::Candle(b) => b.alloc_cache(len).map(AnyCache::Candle),
+        }
+    }
+
+    fn download_cache(&self, cache: &AnyCache, out: &mut [f32]) -> Result<()> {
+        dispatch!("download_cache", b = self, c: AnyCache = cache => b.download_cache(c, out))
     }
 
     fn upload(&self, data: &[f32]) -> Result<AnyBuffer> {
@@ -463,24 +490,24 @@ impl Backend for AnyBackend {
 
     fn write_rows(
         &self,
-        dst: &mut AnyBuffer,
+        dst: &mut AnyCache,
         src: &AnyBuffer,
         rows: &[usize],
         width: usize,
     ) -> Result<()> {
-        dispatch!("write_rows", b = self, d: AnyBuffer = dst, s: AnyBuffer = src
+        dispatch!("write_rows", b = self, d: AnyCache = dst, s: AnyBuffer = src
             => b.write_rows(d, s, rows, width))
     }
 
     fn attention(
         &self,
         q: &AnyBuffer,
-        k: &AnyBuffer,
-        v: &AnyBuffer,
+        k: &AnyCache,
+        v: &AnyCache,
         params: &AttentionParams<'_>,
         out: &mut AnyBuffer,
     ) -> Result<()> {
-        dispatch!("attention", b = self, q: AnyBuffer = q, k: AnyBuffer = k, v: AnyBuffer = v,
+        dispatch!("attention", b = self, q: AnyBuffer = q, k: AnyCache = k, v: AnyCache = v,
             o: AnyBuffer = out => b.attention(q, k, v, params, o))
     }
 

@@ -11,8 +11,8 @@ use wasm_chord_core::backend::Backend;
 
 /// One layer's cache.
 pub(crate) struct LayerCache<B: Backend> {
-    pub k: B::Buffer,
-    pub v: B::Buffer,
+    pub k: B::Cache,
+    pub v: B::Cache,
     /// Position held by each row.
     pub positions: Vec<Option<u32>>,
 }
@@ -45,8 +45,8 @@ impl<B: Backend> KvCache<B> {
                 reason: "cache size overflows".into(),
             })?;
             layers.push(LayerCache {
-                k: backend.alloc(len)?,
-                v: backend.alloc(len)?,
+                k: backend.alloc_cache(len)?,
+                v: backend.alloc_cache(len)?,
                 positions: vec![None; rows],
             });
         }

@@ -23,10 +23,14 @@
 //! innermost first) is a matrix of `n` rows of `k` values; `matmul` computes
 //! `out[t][r] = Σ_i x[t][i] · W[r][i]`, like `ggml_mul_mat`.
 //!
-//! Attention reads a per-layer KV cache made of two buffers of
+//! Attention reads a per-layer KV cache made of two [`Backend::Cache`]s of
 //! `capacity × (n_kv_heads · head_dim)` values plus, on the host, the
 //! position held in each cache row ([`AttentionParams::cache_positions`]),
 //! so ring buffers for sliding-window layers need no special case in kernels.
+//! The cache's element type is the backend's: values are rounded to f16 on
+//! the way in (llama.cpp's default cache type, so attention sees the same
+//! keys and values), and a backend may store them as f16 (the CPU backend
+//! does, half the memory of f32) or as f32 holding f16-rounded values.
 
 mod tensor_bytes;
 
@@ -184,6 +188,9 @@ pub trait Backend: Send + Sync + 'static {
     type Buffer: Send + Sync;
     /// An uploaded GGUF tensor, in its stored type.
     type Weight: Send + Sync;
+    /// K or V rows of the KV cache, in the backend's storage type (values
+    /// are f16-rounded either way; see the module docs).
+    type Cache: Send + Sync;
 
     /// Short name (`cpu`, `cuda`, `webgpu`).
     fn name(&self) -> &'static str;
@@ -205,6 +212,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Number of f32 values in `buf`.
     fn len(&self, buf: &Self::Buffer) -> usize;
+
+    /// A zeroed KV-cache store of `len` values.
+    fn alloc_cache(&self, len: usize) -> Result<Self::Cache>;
+
+    /// Copies the first `out.len()` values of a KV-cache store to the host
+    /// as f32 (for tests and for saving a session's state).
+    fn download_cache(&self, cache: &Self::Cache, out: &mut [f32]) -> Result<()>;
 
     /// `out[t] = table[tokens[t]] · scale` for each token (rows of `width`).
     fn embed(
@@ -266,10 +280,10 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<()>;
 
     /// Writes `src` (`rows.len()` rows of `width`) into rows `rows[i]` of
-    /// `dst` (a KV-cache buffer).
+    /// `dst` (a KV-cache store), each value rounded to f16.
     fn write_rows(
         &self,
-        dst: &mut Self::Buffer,
+        dst: &mut Self::Cache,
         src: &Self::Buffer,
         rows: &[usize],
         width: usize,
@@ -281,8 +295,8 @@ pub trait Backend: Send + Sync + 'static {
     fn attention(
         &self,
         q: &Self::Buffer,
-        k: &Self::Buffer,
-        v: &Self::Buffer,
+        k: &Self::Cache,
+        v: &Self::Cache,
         params: &AttentionParams<'_>,
         out: &mut Self::Buffer,
     ) -> Result<()>;
