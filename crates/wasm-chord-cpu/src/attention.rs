@@ -34,29 +34,22 @@ pub(crate) fn attention<T: KvElem>(
     need("attention", "k", k.len(), n_slots * kv_width)?;
     need("attention", "v", v.len(), n_slots * kv_width)?;
     let group = nh / nkv;
+    // One task per token and KV head: the query heads sharing that KV head
+    // share the list of visible cache rows.
     out[..n_tok * q_width]
-        .par_chunks_exact_mut(hd)
+        .par_chunks_exact_mut(group * hd)
         .enumerate()
         .for_each_init(Buffers::default, |bufs, (i, o)| {
             let Buffers {
                 qv,
                 visible,
-                scores,
+                idx,
+                val,
                 scratch,
             } = bufs;
-            let (t, h) = (i / nh, i % nh);
+            let (t, kvh) = (i / nkv, i % nkv);
             let qpos = p.query_positions[t];
-            // ggml multiplies an f16 cache by q converted to f16.
-            qv.clear();
-            qv.extend(
-                q[t * q_width + h * hd..t * q_width + (h + 1) * hd]
-                    .iter()
-                    .map(|&x| round_f16(x)),
-            );
-            let kvh = h / group;
             let kr = |j: usize| &k[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
-            // Pass 1: scores of the visible rows (one vector per query row,
-            // never a full score matrix), four rows at a time.
             visible.clear();
             visible.extend(
                 p.cache_positions
@@ -68,54 +61,59 @@ pub(crate) fn attention<T: KvElem>(
                         (!masked).then_some(j)
                     }),
             );
-            scores.clear();
-            let mut max = f32::NEG_INFINITY;
-            let mut push = |j: usize, mut s: f32| {
-                s *= p.scale;
-                if let Some(cap) = p.softcap {
-                    s = cap * (s * (1.0 / cap)).tanh();
-                }
-                max = max.max(s);
-                scores.push((j, s));
-            };
-            if hd % 16 == 0 {
-                let mut quads = visible.chunks_exact(4);
-                for c in &mut quads {
-                    let d = attn::dot_rows(qv, [kr(c[0]), kr(c[1]), kr(c[2]), kr(c[3])]);
-                    for (&j, s) in c.iter().zip(d) {
-                        push(j, s);
+            for (g, o) in o.chunks_exact_mut(hd).enumerate() {
+                let h = kvh * group + g;
+                // ggml multiplies an f16 cache by q converted to f16.
+                qv.clear();
+                qv.extend(
+                    q[t * q_width + h * hd..t * q_width + (h + 1) * hd]
+                        .iter()
+                        .map(|&x| round_f16(x)),
+                );
+                // Pass 1: scores of the visible rows (one vector per query
+                // row, never a full score matrix), four rows at a time.
+                idx.clear();
+                idx.extend_from_slice(visible);
+                val.clear();
+                if hd % 16 == 0 {
+                    attn::dot_rows(qv, visible, kr, val);
+                } else {
+                    let mut row = vec![0f32; hd];
+                    for &j in visible.iter() {
+                        for (r, x) in row.iter_mut().zip(kr(j)) {
+                            *r = x.f32();
+                        }
+                        val.push(crate::kernels::dot_f32(qv, &row));
                     }
                 }
-                for &j in quads.remainder() {
-                    let [s] = attn::dot_rows(qv, [kr(j)]);
-                    push(j, s);
-                }
-            } else {
-                let mut row = vec![0f32; hd];
-                for &j in visible.iter() {
-                    for (r, x) in row.iter_mut().zip(kr(j)) {
-                        *r = x.f32();
+                let mut max = f32::NEG_INFINITY;
+                for s in val.iter_mut() {
+                    *s *= p.scale;
+                    if let Some(cap) = p.softcap {
+                        *s = cap * (*s * (1.0 / cap)).tanh();
                     }
-                    push(j, crate::kernels::dot_f32(qv, &row));
+                    max = max.max(*s);
                 }
+                // Softmax as ggml's soft_max: its exp polynomial, sums of
+                // 16-lane chunks of cache rows added in f64 (see
+                // `softmax_sum`); probabilities rounded to f16 as ggml's
+                // `kq · v` matmul converts them.
+                exp_scores(val, max);
+                let sum = softmax_sum_split(idx, val);
+                let inv = if sum > 0.0 { (1.0 / sum) as f32 } else { 0.0 };
+                for s in val.iter_mut() {
+                    *s *= inv;
+                }
+                attn::round_f16_slice(val);
+                // `p · v` in the order of ggml's f16 GEMM (see `attn`).
+                attn::weighted_rows(
+                    idx,
+                    val,
+                    |j| &v[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd],
+                    o,
+                    scratch,
+                );
             }
-            // Softmax as ggml's soft_max: its exp polynomial, sums of
-            // 16-lane chunks of cache rows added in f64 (see `softmax_sum`);
-            // probabilities rounded to f16 as ggml's `kq · v` matmul
-            // converts them.
-            exp_scores(scores, max);
-            let sum = softmax_sum(scores);
-            let inv = if sum > 0.0 { (1.0 / sum) as f32 } else { 0.0 };
-            for s in scores.iter_mut() {
-                s.1 = round_f16(s.1 * inv);
-            }
-            // `p · v` in the order of ggml's f16 GEMM (see `attn`).
-            attn::weighted_rows(
-                scores,
-                |j| &v[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd],
-                o,
-                scratch,
-            );
         });
     Ok(())
 }
@@ -148,18 +146,18 @@ pub(crate) fn ggml_expf(x: f32) -> f32 {
     (f64::from(j) * two_n) as f32
 }
 
-/// The softmax denominator as ggml-cpu's AVX-512 `ggml_vec_soft_max_f32`
-/// adds it: cache rows in chunks of 16 (rows `16c .. 16c + 15`; masked rows
+/// The softmax denominator (rows `idx`, values `val`) as ggml-cpu's
+/// AVX-512 `ggml_vec_soft_max_f32` adds it: cache rows in chunks of 16 (rows `16c .. 16c + 15`; masked rows
 /// hold 0), each chunk reduced in f32 by the tree of `_mm512_reduce_add_ps`
 /// (halves of 8, 4, then pairs), the chunk sums added in f64.
-fn softmax_sum(scores: &[(usize, f32)]) -> f64 {
+fn softmax_sum_split(idx: &[usize], val: &[f32]) -> f64 {
     let mut sum = 0.0f64;
     let mut i = 0;
-    while i < scores.len() {
-        let chunk = scores[i].0 / 16;
+    while i < idx.len() {
+        let chunk = idx[i] / 16;
         let mut lanes = [0f32; 16];
-        while i < scores.len() && scores[i].0 / 16 == chunk {
-            lanes[scores[i].0 % 16] = scores[i].1;
+        while i < idx.len() && idx[i] / 16 == chunk {
+            lanes[idx[i] % 16] = val[i];
             i += 1;
         }
         sum += f64::from(reduce16(&lanes));
@@ -167,19 +165,28 @@ fn softmax_sum(scores: &[(usize, f32)]) -> f64 {
     sum
 }
 
+/// [`softmax_sum_split`] of `(row, value)` pairs.
+#[cfg(test)]
+fn softmax_sum(scores: &[(usize, f32)]) -> f64 {
+    let (idx, val): (Vec<usize>, Vec<f32>) = scores.iter().copied().unzip();
+    softmax_sum_split(&idx, &val)
+}
+
 /// Buffers one thread reuses from query row to query row.
 #[derive(Default)]
 struct Buffers {
     qv: Vec<f32>,
     visible: Vec<usize>,
-    scores: Vec<(usize, f32)>,
+    /// Visible cache rows, then their scores and probabilities.
+    idx: Vec<usize>,
+    val: Vec<f32>,
     scratch: attn::Scratch,
 }
 
 /// `exp(s - max)` of every score by [`ggml_expf`], with hardware fused
 /// multiply-adds where the CPU has them (the same operations; without FMA
 /// enabled at compile time each `mul_add` is a library call).
-fn exp_scores(scores: &mut [(usize, f32)], max: f32) {
+fn exp_scores(scores: &mut [f32], max: f32) {
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::has_avx2() {
         // SAFETY: FMA was detected (with AVX2 and F16C).
@@ -195,21 +202,20 @@ fn exp_scores(scores: &mut [(usize, f32)], max: f32) {
 /// The CPU must support FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma")]
-unsafe fn exp_scores_fma(scores: &mut [(usize, f32)], max: f32) {
+unsafe fn exp_scores_fma(scores: &mut [f32], max: f32) {
     exp_scores_plain(scores, max);
 }
 
 #[inline(always)]
-fn exp_scores_plain(scores: &mut [(usize, f32)], max: f32) {
+fn exp_scores_plain(scores: &mut [f32], max: f32) {
     for s in scores.iter_mut() {
-        s.1 = ggml_expf(s.1 - max);
+        *s = ggml_expf(*s - max);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use half::f16;
 
     fn rand_vec(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2654435761).max(1);
@@ -282,17 +288,8 @@ mod tests {
         let kpos = [Some(6), Some(7), Some(8), None, Some(4), Some(5)];
         let qpos = [7u32, 8];
         let q = rand_vec(qpos.len() * nh * hd, 1);
-        // The cache holds f16; the reference reads the same values widened.
-        let k16: Vec<f16> = rand_vec(kpos.len() * nkv * hd, 2)
-            .into_iter()
-            .map(f16::from_f32)
-            .collect();
-        let v16: Vec<f16> = rand_vec(kpos.len() * nkv * hd, 3)
-            .into_iter()
-            .map(f16::from_f32)
-            .collect();
-        let k: Vec<f32> = k16.iter().map(|x| x.to_f32()).collect();
-        let v: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
+        let k = rand_vec(kpos.len() * nkv * hd, 2);
+        let v = rand_vec(kpos.len() * nkv * hd, 3);
         for (window, softcap) in [(None, None), (Some(3), None), (Some(2), Some(0.5))] {
             let p = AttentionParams {
                 n_heads: nh,
@@ -305,7 +302,7 @@ mod tests {
                 cache_positions: &kpos,
             };
             let mut out = vec![0.0; qpos.len() * nh * hd];
-            attention(&q, &k16, &v16, &p, &mut out).unwrap();
+            attention(&q, &k, &v, &p, &mut out).unwrap();
             let want = reference(&q, &k, &v, nh, nkv, hd, &qpos, &kpos, window, softcap, 0.35);
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "{window:?} {softcap:?}: {a} vs {b}");
@@ -366,9 +363,8 @@ mod tests {
             cache_positions: &[Some(0)],
         };
         let mut out = vec![0.0; 12];
-        let z = f16::ZERO;
-        assert!(attention(&[0.0; 12], &[z; 8], &[z; 8], &p, &mut out).is_err());
+        assert!(attention(&[0.0; 12], &[0.0; 8], &[0.0; 8], &p, &mut out).is_err());
         let p = AttentionParams { n_heads: 2, ..p };
-        assert!(attention(&[0.0; 8], &[z; 4], &[z; 8], &p, &mut out).is_err());
+        assert!(attention(&[0.0; 8], &[0.0; 4], &[0.0; 8], &p, &mut out).is_err());
     }
 }

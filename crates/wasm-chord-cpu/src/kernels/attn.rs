@@ -81,39 +81,48 @@ pub(crate) fn reduce16(a: &[f32; 16]) -> f32 {
     (t6[0] + t6[2]) + (t6[1] + t6[3])
 }
 
-/// `q · row` for each of `rows` (each at least `q.len()` long, `q.len()` a
-/// multiple of 16), in 16 lanes reduced by [`reduce16`].
-pub(crate) fn dot_rows<T: KvElem, const N: usize>(q: &[f32], rows: [&[T]; N]) -> [f32; N] {
+/// `q · row(j)` for each `j` of `idx`, appended to `out`: 16 lanes
+/// reduced by [`reduce16`] (`q.len()` a multiple of 16, every row at least
+/// as long).
+pub(crate) fn dot_rows<'a, T: KvElem>(
+    q: &[f32],
+    idx: &[usize],
+    row: impl Fn(usize) -> &'a [T],
+    out: &mut Vec<f32>,
+) {
     let n = q.len();
-    assert!(n % 16 == 0 && rows.iter().all(|r| r.len() >= n));
+    assert!(n % 16 == 0 && idx.iter().all(|&j| row(j).len() >= n));
     #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
     if has_avx512f() {
         // SAFETY: AVX-512F and F16C were detected; lengths checked above.
-        return unsafe { avx512::dot_rows(q, rows) };
+        unsafe { avx512::dot_rows(q, idx, &row, out) };
+        return;
     }
-    rows.map(|r| {
+    for &j in idx {
         let mut lanes = [0f32; 16];
-        for (x, y) in q.chunks_exact(16).zip(r.chunks_exact(16)) {
+        for (x, y) in q.chunks_exact(16).zip(row(j).chunks_exact(16)) {
             for l in 0..16 {
                 lanes[l] += x[l] * y[l].f32();
             }
         }
-        reduce16(&lanes)
-    })
+        out.push(reduce16(&lanes));
+    }
 }
 
 /// Buffers [`weighted_rows`] reuses from call to call (one per thread).
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     lanes: Vec<f32>,
+    #[cfg_attr(not(all(target_arch = "x86_64", wasm_chord_avx512)), allow(dead_code))]
     order: Vec<(usize, f32)>,
 }
 
-/// `out[d] = Σ_j p_j · row_j[d]` over `probs` (`(j, p_j)` in increasing
-/// `j`, `row(j)` at least `out.len()` long): row `j` into lane `j % 16`,
-/// the lanes reduced by [`reduce16`].
+/// `out[d] = Σ_j p_j · row_j[d]` over rows `idx` (increasing) with
+/// weights `val` (`row(j)` at least `out.len()` long): row `j` into lane
+/// `j % 16`, the lanes reduced by [`reduce16`].
 pub(crate) fn weighted_rows<'a, T: KvElem>(
-    probs: &[(usize, f32)],
+    idx: &[usize],
+    val: &[f32],
     row: impl Fn(usize) -> &'a [T],
     out: &mut [f32],
     scratch: &mut Scratch,
@@ -126,7 +135,7 @@ pub(crate) fn weighted_rows<'a, T: KvElem>(
     if hd % 16 == 0 && has_avx512f() {
         // Rows grouped by lane (a counting sort), in order within each.
         let mut starts = [0usize; 17];
-        for &(j, _) in probs {
+        for &j in idx {
             assert!(row(j).len() >= hd);
             starts[j % 16 + 1] += 1;
         }
@@ -135,33 +144,41 @@ pub(crate) fn weighted_rows<'a, T: KvElem>(
         }
         let order = &mut scratch.order;
         order.clear();
-        order.resize(probs.len(), (0, 0.0));
+        order.resize(idx.len(), (0, 0.0));
         let mut next = starts;
-        for &(j, p) in probs {
+        for (&j, &p) in idx.iter().zip(val) {
             order[next[j % 16]] = (j, p);
             next[j % 16] += 1;
         }
-        for l in 0..16 {
-            // SAFETY: AVX-512F and F16C were detected; every row has at
-            // least `hd` elements (checked above).
-            unsafe {
-                avx512::weighted_lane(
-                    &order[starts[l]..starts[l + 1]],
-                    &row,
-                    &mut lanes[l * hd..(l + 1) * hd],
-                )
-            };
-        }
-        reduce_lanes(lanes, out);
+        // SAFETY: AVX-512F and F16C were detected; every row has at least
+        // `hd` elements (checked above).
+        unsafe { avx512::weighted_lanes(order, &starts, &row, lanes, out) };
         return;
     }
-    for &(j, p) in probs {
+    for (&j, &p) in idx.iter().zip(val) {
         let lane = &mut lanes[(j % 16) * hd..(j % 16 + 1) * hd];
         for (a, &v) in lane.iter_mut().zip(row(j)) {
             *a += p * v.f32();
         }
     }
     reduce_lanes(lanes, out);
+}
+
+/// Each value rounded to the nearest f16 (ties to even), as
+/// [`crate::round_f16`]; with AVX-512F's `vcvtps2ph`, 16 at a time.
+pub(crate) fn round_f16_slice(v: &mut [f32]) {
+    #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
+    let v = if has_avx512f() {
+        let n = v.len() / 16 * 16;
+        // SAFETY: AVX-512F and F16C were detected.
+        unsafe { avx512::round_f16_16s(&mut v[..n]) };
+        &mut v[n..]
+    } else {
+        v
+    };
+    for x in v.iter_mut() {
+        *x = crate::round_f16(*x);
+    }
 }
 
 /// `out[d] = reduce16(lanes[0..16][d])`.
@@ -193,16 +210,53 @@ mod avx512 {
         _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)))
     }
 
-    /// See [`super::dot_rows`].
+    /// [`super::round_f16_slice`] of a multiple of 16 values.
+    ///
+    /// # Safety
+    /// AVX-512F and F16C.
+    #[target_feature(enable = "avx512f,f16c")]
+    pub(super) unsafe fn round_f16_16s(v: &mut [f32]) {
+        for c in v.chunks_exact_mut(16) {
+            // SAFETY: `c` has 16 values.
+            unsafe {
+                let x = _mm512_loadu_ps(c.as_ptr());
+                let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+                _mm512_storeu_ps(c.as_mut_ptr(), _mm512_cvtph_ps(h));
+            }
+        }
+    }
+
+    /// See [`super::dot_rows`]: four rows at a time, then one.
     ///
     /// # Safety
     /// AVX-512F and F16C; `q.len()` a multiple of 16, every row at least
     /// as long.
     #[target_feature(enable = "avx512f,f16c,fma")]
-    pub(super) unsafe fn dot_rows<T: KvElem, const N: usize>(
+    pub(super) unsafe fn dot_rows<'a, T: KvElem>(
         q: &[f32],
-        rows: [&[T]; N],
-    ) -> [f32; N] {
+        idx: &[usize],
+        row: &impl Fn(usize) -> &'a [T],
+        out: &mut Vec<f32>,
+    ) {
+        let mut quads = idx.chunks_exact(4);
+        for c in &mut quads {
+            let rows = [row(c[0]), row(c[1]), row(c[2]), row(c[3])];
+            // SAFETY: per this function's contract.
+            out.extend(unsafe { dot_n(q, rows) });
+        }
+        for &j in quads.remainder() {
+            // SAFETY: per this function's contract.
+            out.extend(unsafe { dot_n(q, [row(j)]) });
+        }
+    }
+
+    /// `q ·` each of `N` rows, one register of 16 lanes each.
+    ///
+    /// # Safety
+    /// As [`dot_rows`].
+    #[inline]
+    #[target_feature(enable = "avx512f,f16c,fma")]
+    unsafe fn dot_n<T: KvElem, const N: usize>(q: &[f32], rows: [&[T]; N]) -> [f32; N] {
         let mut acc = [_mm512_setzero_ps(); N];
         for c in (0..q.len()).step_by(16) {
             // SAFETY: `c + 16 <= q.len() <= row.len()`.
@@ -216,14 +270,56 @@ mod avx512 {
         acc.map(|a| reduce16(a))
     }
 
+    /// Each lane `l` of [`super::weighted_rows`] from its rows
+    /// `order[starts[l]..starts[l + 1]]`, then the lanes reduced into `out`.
+    ///
+    /// # Safety
+    /// AVX-512F and F16C; `out.len()` a multiple of 16, `lanes` 16 times as
+    /// long, every row at least as long as `out`.
+    #[target_feature(enable = "avx512f,f16c,fma")]
+    pub(super) unsafe fn weighted_lanes<'a, T: KvElem>(
+        order: &[(usize, f32)],
+        starts: &[usize; 17],
+        row: &impl Fn(usize) -> &'a [T],
+        lanes: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let hd = out.len();
+        for l in 0..16 {
+            // SAFETY: per this function's contract.
+            unsafe {
+                weighted_lane(
+                    &order[starts[l]..starts[l + 1]],
+                    row,
+                    &mut lanes[l * hd..(l + 1) * hd],
+                )
+            };
+        }
+        // `reduce16` across the lanes, 16 columns at a time.
+        for c in (0..hd).step_by(16) {
+            // SAFETY: `c + 16 <= hd`; lane `k` spans `k hd .. (k + 1) hd`.
+            unsafe {
+                let a = |k: usize| _mm512_loadu_ps(lanes.as_ptr().add(k * hd + c));
+                let mut t3 = [_mm512_setzero_ps(); 8];
+                for (k, t) in t3.iter_mut().enumerate() {
+                    *t = _mm512_add_ps(a(8 + k), a(k));
+                }
+                let t6 = [0, 1, 2, 3].map(|k| _mm512_add_ps(t3[4 + k], t3[k]));
+                let r = _mm512_add_ps(_mm512_add_ps(t6[0], t6[2]), _mm512_add_ps(t6[1], t6[3]));
+                _mm512_storeu_ps(out.as_mut_ptr().add(c), r);
+            }
+        }
+    }
+
     /// `lane[d] += p · row(j)[d]` for each `(j, p)` in order, in blocks
     /// of up to 128 columns held in registers.
     ///
     /// # Safety
     /// AVX-512F and F16C; `lane.len()` a multiple of 16; every row at least
     /// as long.
+    #[inline]
     #[target_feature(enable = "avx512f,f16c,fma")]
-    pub(super) unsafe fn weighted_lane<'a, T: KvElem>(
+    unsafe fn weighted_lane<'a, T: KvElem>(
         rows: &[(usize, f32)],
         row: &impl Fn(usize) -> &'a [T],
         lane: &mut [f32],
@@ -318,20 +414,23 @@ mod tests {
                 .iter()
                 .map(|v| v.to_f32())
                 .collect();
-            let rows16: Vec<Vec<f16>> = (0..4).map(|i| f16_values(hd, 100 + i)).collect();
-            let rows32: Vec<Vec<f32>> = rows16
+            // Seven rows (a group of four, then three alone), one masked.
+            let rows16 = f16_values(8 * hd, 100 + hd as u64);
+            let rows32: Vec<f32> = rows16.iter().map(|v| v.to_f32()).collect();
+            let idx = [0usize, 1, 2, 4, 5, 6, 7];
+            let want: Vec<f32> = idx
                 .iter()
-                .map(|r| r.iter().map(|v| v.to_f32()).collect())
+                .map(|&j| lanes_dot(&q, &rows32[j * hd..(j + 1) * hd]))
                 .collect();
-            let want: Vec<f32> = rows32.iter().map(|r| lanes_dot(&q, r)).collect();
-            let got32 = dot_rows(&q, [&rows32[0][..], &rows32[1], &rows32[2], &rows32[3]]);
-            let got16 = dot_rows(&q, [&rows16[0][..], &rows16[1], &rows16[2], &rows16[3]]);
-            let [one] = dot_rows(&q, [&rows32[2][..]]);
-            for i in 0..4 {
+            let mut got32 = vec![];
+            dot_rows(&q, &idx, |j| &rows32[j * hd..(j + 1) * hd], &mut got32);
+            let mut got16 = vec![];
+            dot_rows(&q, &idx, |j| &rows16[j * hd..(j + 1) * hd], &mut got16);
+            assert_eq!(got32.len(), idx.len());
+            for i in 0..idx.len() {
                 assert_eq!(got32[i].to_bits(), want[i].to_bits(), "hd={hd} f32 row {i}");
                 assert_eq!(got16[i].to_bits(), want[i].to_bits(), "hd={hd} f16 row {i}");
             }
-            assert_eq!(one.to_bits(), want[2].to_bits());
             assert!(want.iter().all(|&w| w != 0.0));
         }
     }
@@ -364,16 +463,19 @@ mod tests {
             }
             let mut want = vec![0f32; hd];
             reduce_lanes(&lanes, &mut want);
+            let (idx, val): (Vec<usize>, Vec<f32>) = probs.iter().copied().unzip();
             let mut got32 = vec![0f32; hd];
             weighted_rows(
-                &probs,
+                &idx,
+                &val,
                 |j| &rows32[j * hd..(j + 1) * hd],
                 &mut got32,
                 &mut scratch,
             );
             let mut got16 = vec![0f32; hd];
             weighted_rows(
-                &probs,
+                &idx,
+                &val,
                 |j| &rows16[j * hd..(j + 1) * hd],
                 &mut got16,
                 &mut scratch,
@@ -384,5 +486,33 @@ mod tests {
             }
             assert!(want.iter().any(|&w| w != 0.0));
         }
+    }
+
+    #[test]
+    fn round_f16_slice_matches_round_f16() {
+        let mut s = 0x1234_5678u64;
+        let mut v: Vec<f32> = (0..1000i32)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 40) as f32 / (1u64 << 24) as f32;
+                // Probabilities and q values, down to f16's subnormals.
+                u * 2f32.powi(-(i % 30)) * if i % 3 == 0 { -1.0 } else { 1.0 }
+            })
+            .collect();
+        // Exact ties between two f16 values, both parities.
+        v.extend([
+            1.0 + 2f32.powi(-11),
+            1.0 + 3.0 * 2f32.powi(-11),
+            2f32.powi(-25),
+        ]);
+        let want: Vec<f32> = v.iter().map(|&x| crate::round_f16(x)).collect();
+        let mut got = v.clone();
+        round_f16_slice(&mut got);
+        for ((g, w), x) in got.iter().zip(&want).zip(&v) {
+            assert_eq!(g.to_bits(), w.to_bits(), "{x}");
+        }
+        assert!(want.iter().zip(&v).any(|(w, x)| w != x));
     }
 }
