@@ -216,6 +216,7 @@ fn exp_scores_plain(scores: &mut [f32], max: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::f16;
 
     fn rand_vec(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2654435761).max(1);
@@ -288,8 +289,17 @@ mod tests {
         let kpos = [Some(6), Some(7), Some(8), None, Some(4), Some(5)];
         let qpos = [7u32, 8];
         let q = rand_vec(qpos.len() * nh * hd, 1);
-        let k = rand_vec(kpos.len() * nkv * hd, 2);
-        let v = rand_vec(kpos.len() * nkv * hd, 3);
+        // The cache holds f16; the reference reads the same values widened.
+        let k16: Vec<f16> = rand_vec(kpos.len() * nkv * hd, 2)
+            .into_iter()
+            .map(f16::from_f32)
+            .collect();
+        let v16: Vec<f16> = rand_vec(kpos.len() * nkv * hd, 3)
+            .into_iter()
+            .map(f16::from_f32)
+            .collect();
+        let k: Vec<f32> = k16.iter().map(|x| x.to_f32()).collect();
+        let v: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
         for (window, softcap) in [(None, None), (Some(3), None), (Some(2), Some(0.5))] {
             let p = AttentionParams {
                 n_heads: nh,
@@ -302,7 +312,7 @@ mod tests {
                 cache_positions: &kpos,
             };
             let mut out = vec![0.0; qpos.len() * nh * hd];
-            attention(&q, &k, &v, &p, &mut out).unwrap();
+            attention(&q, &k16, &v16, &p, &mut out).unwrap();
             let want = reference(&q, &k, &v, nh, nkv, hd, &qpos, &kpos, window, softcap, 0.35);
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "{window:?} {softcap:?}: {a} vs {b}");
@@ -363,8 +373,9 @@ mod tests {
             cache_positions: &[Some(0)],
         };
         let mut out = vec![0.0; 12];
-        assert!(attention(&[0.0; 12], &[0.0; 8], &[0.0; 8], &p, &mut out).is_err());
+        let z = f16::ZERO;
+        assert!(attention(&[0.0; 12], &[z; 8], &[z; 8], &p, &mut out).is_err());
         let p = AttentionParams { n_heads: 2, ..p };
-        assert!(attention(&[0.0; 8], &[0.0; 4], &[0.0; 8], &p, &mut out).is_err());
+        assert!(attention(&[0.0; 8], &[z; 4], &[z; 8], &p, &mut out).is_err());
     }
 }
