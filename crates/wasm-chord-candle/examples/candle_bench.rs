@@ -409,15 +409,8 @@ mod profile {
         fn add(&self, a: &mut CandleBuffer, b: &CandleBuffer, n: usize) -> Result<()> {
             self.timed("add", || self.inner.add(a, b, n))
         }
-        fn glu(
-            &self,
-            k: GluKind,
-            g: &CandleBuffer,
-            u: &CandleBuffer,
-            n: usize,
-            out: &mut CandleBuffer,
-        ) -> Result<()> {
-            self.timed("glu", || self.inner.glu(k, g, u, n, out))
+        fn glu(&self, k: GluKind, g: &mut CandleBuffer, u: &CandleBuffer, n: usize) -> Result<()> {
+            self.timed("glu", || self.inner.glu(k, g, u, n))
         }
         fn write_rows(
             &self,

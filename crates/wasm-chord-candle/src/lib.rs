@@ -493,20 +493,18 @@ impl Backend for CandleBackend {
     fn glu(
         &self,
         kind: GluKind,
-        gate: &CandleBuffer,
+        gate: &mut CandleBuffer,
         up: &CandleBuffer,
         n: usize,
-        out: &mut CandleBuffer,
     ) -> Result<()> {
         let op = "glu";
         let (g, u) = (self.head(op, gate, "gate", n)?, self.head(op, up, "up", n)?);
-        need(op, "out", out.0.elem_count(), n)?;
         let y = if self.composed {
             self.op(op, composed::glu(kind, &g, &u))?
         } else {
             self.op(op, g.apply_op2_no_bwd(&u, &ops::Glu { kind, n }))?
         };
-        self.set_prefix(op, out, y)
+        self.set_prefix(op, gate, y)
     }
 
     fn write_rows(

@@ -170,11 +170,10 @@ fn script<B: Backend>(be: &B, f: &Arc<GgufFile>) -> Vec<(String, Vec<f32>)> {
     be.softcap(&mut s, 30.0, 64).unwrap();
     out.push(("softcap".into(), get(be, &s, 64)));
     let g: Vec<f32> = rand_vec(300, 35).iter().map(|v| v * 12.0).collect();
-    let g = be.upload(&g).unwrap();
     let u = be.upload(&rand_vec(300, 36)).unwrap();
     for kind in [GluKind::Silu, GluKind::GeluTanh] {
-        let mut o = be.alloc(300).unwrap();
-        be.glu(kind, &g, &u, 300, &mut o).unwrap();
+        let mut o = be.upload(&g).unwrap();
+        be.glu(kind, &mut o, &u, 300).unwrap();
         out.push((format!("glu {kind:?}"), get(be, &o, 300)));
     }
 

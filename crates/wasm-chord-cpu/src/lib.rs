@@ -290,25 +290,17 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn glu(
-        &self,
-        kind: GluKind,
-        gate: &Vec<f32>,
-        up: &Vec<f32>,
-        n: usize,
-        out: &mut Vec<f32>,
-    ) -> Result<()> {
+    fn glu(&self, kind: GluKind, gate: &mut Vec<f32>, up: &Vec<f32>, n: usize) -> Result<()> {
         need("glu", "gate", gate.len(), n)?;
         need("glu", "up", up.len(), n)?;
-        need("glu", "out", out.len(), n)?;
         // Chunks of 16 Ki values: one task for a decode step's few
         // thousand, both cores for a prompt batch.
         use rayon::prelude::*;
         const CHUNK: usize = 1 << 14;
-        out[..n]
+        gate[..n]
             .par_chunks_mut(CHUNK)
-            .zip(gate[..n].par_chunks(CHUNK).zip(up[..n].par_chunks(CHUNK)))
-            .for_each(|(o, (g, u))| ops::glu(kind, g, u, o));
+            .zip(up[..n].par_chunks(CHUNK))
+            .for_each(|(g, u)| ops::glu(kind, g, u));
         Ok(())
     }
 

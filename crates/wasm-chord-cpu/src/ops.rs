@@ -96,11 +96,11 @@ pub fn silu(x: f32) -> f32 {
 }
 
 /// `out = act(gate) · up`.
-pub fn glu(kind: GluKind, gate: &[f32], up: &[f32], out: &mut [f32]) {
-    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = match kind {
-            GluKind::Silu => silu(g) * u,
-            GluKind::GeluTanh => gelu_f16_table(g) * u,
+pub fn glu(kind: GluKind, gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = match kind {
+            GluKind::Silu => silu(*g) * u,
+            GluKind::GeluTanh => gelu_f16_table(*g) * u,
         };
     }
 }

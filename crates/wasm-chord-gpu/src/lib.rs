@@ -386,16 +386,9 @@ impl Backend for GpuBackend {
         self.op_add(a, b, n)
     }
 
-    fn glu(
-        &self,
-        kind: GluKind,
-        gate: &GpuBuffer,
-        up: &GpuBuffer,
-        n: usize,
-        out: &mut GpuBuffer,
-    ) -> Result<()> {
-        out.touch();
-        self.op_glu(kind, gate, up, n, out)
+    fn glu(&self, kind: GluKind, gate: &mut GpuBuffer, up: &GpuBuffer, n: usize) -> Result<()> {
+        gate.touch();
+        self.op_glu(kind, gate, up, n)
     }
 
     fn write_rows(

@@ -486,25 +486,19 @@ impl GpuBackend {
     pub(crate) fn op_glu(
         &self,
         kind: GluKind,
-        gate: &GpuBuffer,
+        gate: &mut GpuBuffer,
         up: &GpuBuffer,
         n: usize,
-        out: &mut GpuBuffer,
     ) -> Result<()> {
         need("glu", "gate", gate.len, n)?;
         need("glu", "up", up.len, n)?;
-        need("glu", "out", out.len, n)?;
         let (g, tx) = grid64(n as u64);
         let pipe = self.simple("glu", GLU);
         self.ctx.dispatch(
             "glu",
             &pipe,
             &[u32_of("glu", n)?, tx, u32::from(kind == GluKind::GeluTanh)],
-            &[
-                Bind::Buf(&gate.buf),
-                Bind::Buf(&up.buf),
-                Bind::Buf(&out.buf),
-            ],
+            &[Bind::Buf(&gate.buf), Bind::Buf(&up.buf)],
             g,
         );
         Ok(())

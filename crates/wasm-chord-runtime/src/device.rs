@@ -476,16 +476,9 @@ impl Backend for AnyBackend {
         dispatch!("add", b = self, a: AnyBuffer = a, c: AnyBuffer = bb => b.add(a, c, n))
     }
 
-    fn glu(
-        &self,
-        kind: GluKind,
-        gate: &AnyBuffer,
-        up: &AnyBuffer,
-        n: usize,
-        out: &mut AnyBuffer,
-    ) -> Result<()> {
-        dispatch!("glu", b = self, g: AnyBuffer = gate, u: AnyBuffer = up, o: AnyBuffer = out
-            => b.glu(kind, g, u, n, o))
+    fn glu(&self, kind: GluKind, gate: &mut AnyBuffer, up: &AnyBuffer, n: usize) -> Result<()> {
+        dispatch!("glu", b = self, g: AnyBuffer = gate, u: AnyBuffer = up
+            => b.glu(kind, g, u, n))
     }
 
     fn write_rows(

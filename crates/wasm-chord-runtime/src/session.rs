@@ -308,7 +308,6 @@ impl<'m, B: Backend> Session<'m, B> {
         let mut o = be.alloc(n * e)?;
         let mut gate = be.alloc(n * c.n_ff)?;
         let mut up = be.alloc(n * c.n_ff)?;
-        let mut act = be.alloc(n * c.n_ff)?;
 
         for (il, layer) in m.layers.iter().enumerate() {
             let swa = c.is_swa(il);
@@ -382,8 +381,8 @@ impl<'m, B: Backend> Session<'m, B> {
             be.rms_norm(&x, &layer.ffn_norm, c.rms_eps, n, e, &mut h)?;
             be.matmul(&layer.w_gate, &h, n, &mut gate)?;
             be.matmul(&layer.w_up, &h, n, &mut up)?;
-            be.glu(c.glu, &gate, &up, n * c.n_ff, &mut act)?;
-            be.matmul(&layer.w_down, &act, n, &mut o)?;
+            be.glu(c.glu, &mut gate, &up, n * c.n_ff)?;
+            be.matmul(&layer.w_down, &gate, n, &mut o)?;
             if let Some(pn) = &layer.ffn_post_norm {
                 be.rms_norm(&o, pn, c.rms_eps, n, e, &mut h)?;
                 be.add(&mut x, &h, n * e)?;

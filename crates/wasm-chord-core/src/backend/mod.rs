@@ -269,14 +269,14 @@ pub trait Backend: Send + Sync + 'static {
     /// `a += b` over the first `n` values.
     fn add(&self, a: &mut Self::Buffer, b: &Self::Buffer, n: usize) -> Result<()>;
 
-    /// `out = act(gate) · up` over the first `n` values.
+    /// `gate = act(gate) · up` over the first `n` values, in place (the
+    /// feed-forward block then needs two hidden-width buffers, not three).
     fn glu(
         &self,
         kind: GluKind,
-        gate: &Self::Buffer,
+        gate: &mut Self::Buffer,
         up: &Self::Buffer,
         n: usize,
-        out: &mut Self::Buffer,
     ) -> Result<()>;
 
     /// Writes `src` (`rows.len()` rows of `width`) into rows `rows[i]` of
