@@ -17,6 +17,10 @@ use wasm_chord_runtime::{Model, StreamedWeights};
 /// parser says it needs (at least twice as many).
 const FIRST_HEADER_TRY: usize = 64 << 10;
 
+/// Tensors below this size get buffers of their own size; larger ones the
+/// largest tensor's (see [`Tensors::largest`]).
+const SMALL_TENSOR: u64 = 1 << 20;
+
 /// Where the stream is.
 enum Phase<B: Backend> {
     /// Collecting the header.
@@ -34,6 +38,11 @@ struct Tensors<B: Backend> {
     next: usize,
     /// The tensor being received: a one-tensor GGUF file being filled.
     current: Option<Vec<u8>>,
+    /// Bytes of the largest tensor. Every tensor's buffer reserves that
+    /// much, so that each one fits into the block its predecessor freed and
+    /// wasm memory (which never shrinks) grows to the largest tensor once,
+    /// not to the sum of two large ones placed side by side.
+    largest: u64,
 }
 
 /// A model file arriving in chunks, uploaded to `B` tensor by tensor.
@@ -203,6 +212,7 @@ impl<B: Backend> Tensors<B> {
             order.push((info.clone(), r.start, r.end));
         }
         order.sort_by_key(|&(_, s, _)| s);
+        let largest = order.iter().map(|(_, s, e)| e - s).max().unwrap_or(0);
         check_types(&header.tensors, &*backend)?;
         let weights = StreamedWeights::new(meta, header.tensors, backend)?;
         Ok(Self {
@@ -210,6 +220,7 @@ impl<B: Backend> Tensors<B> {
             order,
             next: 0,
             current: None,
+            largest,
         })
     }
 
@@ -229,7 +240,17 @@ impl<B: Backend> Tensors<B> {
             let take = (end - at).min(bytes.len() as u64) as usize;
             let buf = match &mut self.current {
                 Some(b) => b,
-                None => self.current.insert(tensor_file(info, end - start)?),
+                None => {
+                    // Small tensors (norms, biases, and the host's own such as
+                    // rope_freqs, which stays) get exact buffers, so that none
+                    // of them pins a large block.
+                    let room = if end - start < SMALL_TENSOR {
+                        end - start
+                    } else {
+                        self.largest
+                    };
+                    self.current.insert(tensor_file(info, room)?)
+                }
             };
             buf.extend_from_slice(&bytes[..take]);
             at += take as u64;
@@ -301,8 +322,8 @@ fn metadata_file(prefix: &[u8], header: &GgufHeader) -> WebResult<GgufFile> {
     Ok(GgufFile::from_bytes(bytes)?)
 }
 
-/// A GGUF file of the one tensor `info` (at offset 0), with room for its
-/// `n_bytes` of data, which the caller appends.
+/// A GGUF file of the one tensor `info` (at offset 0), with room for
+/// `n_bytes` of data (its own or more), which the caller appends.
 fn tensor_file(info: &TensorInfo, n_bytes: u64) -> WebResult<Vec<u8>> {
     let mut h = Vec::with_capacity(64 + info.name.len() + 8 * info.dims.len());
     h.extend_from_slice(b"GGUF");
@@ -320,8 +341,8 @@ fn tensor_file(info: &TensorInfo, n_bytes: u64) -> WebResult<Vec<u8>> {
     h.resize(h.len().div_ceil(32) * 32, 0); // default alignment
     let too_large = || {
         WebError::ModelTooLarge(format!(
-            "tensor {} ({n_bytes} bytes) does not fit into wasm memory",
-            info.name
+            "the largest tensor ({n_bytes} bytes) does not fit into wasm memory, which \
+             holds one tensor at a time on the way to the GPU"
         ))
     };
     let need = usize::try_from(n_bytes).map_err(|_| too_large())?;
