@@ -18,6 +18,19 @@ pub(crate) fn attention<T: KvElem>(
     p: &AttentionParams<'_>,
     out: &mut [f32],
 ) -> Result<()> {
+    attention_in_tasks(q, k, v, p, out, None)
+}
+
+/// [`attention`], one task per token and KV head (`Some(true)`), per token
+/// and query head (`Some(false)`), or as the sizes suggest (`None`).
+fn attention_in_tasks<T: KvElem>(
+    q: &[f32],
+    k: &[T],
+    v: &[T],
+    p: &AttentionParams<'_>,
+    out: &mut [f32],
+    by_kv_head: Option<bool>,
+) -> Result<()> {
     let (nh, nkv, hd) = (p.n_heads, p.n_kv_heads, p.head_dim);
     if nkv == 0 || nh % nkv != 0 {
         return Err(shape(
@@ -35,9 +48,12 @@ pub(crate) fn attention<T: KvElem>(
     need("attention", "v", v.len(), n_slots * kv_width)?;
     let group = nh / nkv;
     // One task per token and KV head: the query heads sharing that KV head
-    // share the list of visible cache rows.
+    // share the list of visible cache rows. With few tokens (generation),
+    // one task per query head instead, so that every thread has work.
+    let by_kv_head = by_kv_head.unwrap_or_else(|| n_tok * nkv >= 4 * rayon::current_num_threads());
+    let per_task = if by_kv_head { group } else { 1 };
     out[..n_tok * q_width]
-        .par_chunks_exact_mut(group * hd)
+        .par_chunks_exact_mut(per_task * hd)
         .enumerate()
         .for_each_init(Buffers::default, |bufs, (i, o)| {
             let Buffers {
@@ -47,7 +63,8 @@ pub(crate) fn attention<T: KvElem>(
                 val,
                 scratch,
             } = bufs;
-            let (t, kvh) = (i / nkv, i % nkv);
+            let (t, h0) = (i * per_task / nh, i * per_task % nh);
+            let kvh = h0 / group;
             let qpos = p.query_positions[t];
             let kr = |j: usize| &k[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
             visible.clear();
@@ -62,7 +79,7 @@ pub(crate) fn attention<T: KvElem>(
                     }),
             );
             for (g, o) in o.chunks_exact_mut(hd).enumerate() {
-                let h = kvh * group + g;
+                let h = h0 + g;
                 // ggml multiplies an f16 cache by q converted to f16.
                 qv.clear();
                 qv.extend(
@@ -316,6 +333,16 @@ mod tests {
             let want = reference(&q, &k, &v, nh, nkv, hd, &qpos, &kpos, window, softcap, 0.35);
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "{window:?} {softcap:?}: {a} vs {b}");
+            }
+            // Both ways of splitting the work give the same bits.
+            for by_kv_head in [true, false] {
+                let mut split = vec![0.0; out.len()];
+                attention_in_tasks(&q, &k16, &v16, &p, &mut split, Some(by_kv_head)).unwrap();
+                let same = split
+                    .iter()
+                    .zip(&out)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "by_kv_head {by_kv_head}");
             }
         }
     }
