@@ -10,13 +10,16 @@
 //!
 //! Kernels so far (x86-64 with AVX2, FMA and F16C, ported from ggml-cpu's
 //! `arch/x86/quants.c`): Q8_0·Q8_0, Q5_0·Q8_0, Q4_0·Q8_0, Q4_K·Q8_K, Q5_K·Q8_K,
-//! Q6_K·Q8_K.
+//! Q6_K·Q8_K; the same six with NEON on aarch64 (`neon.rs`, `sdot` where the
+//! CPU has dotprod).
 
 pub(crate) mod attn;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
 mod avx512;
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod neon;
 mod portable;
 #[cfg(test)]
 mod tests;
@@ -103,7 +106,8 @@ impl<A: 'static> RowKernel<A> {
 }
 
 /// Defines the safe entry points of one weight type: the AVX2 kernel when
-/// the CPU has it, otherwise `$fallback` (the scalar reference unless given).
+/// the CPU has it, the NEON kernel of the same name on aarch64, otherwise
+/// `$fallback` (the scalar reference unless given).
 macro_rules! row_kernel {
     ($(#[$doc:meta])* $name:ident, $block:ty, $act:ty, $avx2:ident) => {
         row_kernel!($(#[$doc])* $name, $block, $act, $avx2, dot_scalar::<$block>);
@@ -119,6 +123,10 @@ macro_rules! row_kernel {
                     let [r] = unsafe { avx2::$avx2::<1>(row, [acts]) };
                     return r;
                 }
+                // NEON is in the aarch64 baseline (dotprod is detected inside).
+                #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+                return neon::$avx2::<1>(row, [acts])[0];
+                #[allow(unreachable_code)]
                 $fallback(row, acts)
             }
             fn four(row: &[u8], acts: [&[$act]; 4]) -> [f32; 4] {
@@ -127,6 +135,9 @@ macro_rules! row_kernel {
                     // SAFETY: as in `one`.
                     return unsafe { avx2::$avx2::<4>(row, acts) };
                 }
+                #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+                return neon::$avx2::<4>(row, acts);
+                #[allow(unreachable_code)]
                 acts.map(|a| $fallback(row, a))
             }
             RowKernel { one, four }
