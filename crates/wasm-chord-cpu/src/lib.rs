@@ -15,8 +15,9 @@
 //! tokens per decoded weight block in prompts), portable raw-byte kernels
 //! for Q8_0, Q5_0 and Q4_0 elsewhere, and core's scalar reference
 //! (`wasm_chord_core::quant::GgmlBlock::dot_block`) for every other type.
-//! Each fast kernel is tested against that scalar twin on random blocks.
-//! NEON, wasm `simd128` and AVX-512/VNNI kernels are still to come.
+//! On aarch64 NEON kernels (with `sdot` where the CPU has dotprod) take the
+//! AVX2 kernels' place. Each fast kernel is tested against that scalar twin
+//! on random blocks. wasm `simd128` kernels are still to come.
 #![warn(missing_docs)]
 
 mod attention;
