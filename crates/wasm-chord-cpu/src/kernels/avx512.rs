@@ -267,3 +267,61 @@ fn hsum4(m: __m128) -> f32 {
     let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
     _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
 }
+
+/// One stored weight row of a Q8_0-partner type (`KIND`: 0 Q8_0, 1 Q5_0,
+/// 2 Q4_0; `ts` bytes a block) against one token's activations (the low
+/// halves of `acts`, see `tiled::PairBlock`), for generation: per block the
+/// values are decoded as unsigned bytes (`tiled::Kind::decode`'s), dotted
+/// by `vpdpbusd` from the block's correction, and
+/// `acc = fma(d_w · d_x, sum, acc)` per lane, then `hsum_float_8`: the
+/// AVX2 row kernels' arithmetic and order, in fewer instructions. The
+/// weight scale is read from `f16_table` (all 65536 f16 values as f32).
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW, VL and VNNI, AVX2 and FMA;
+/// `f16_table.len() == 65536`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+pub(super) unsafe fn q8_0_partner_row<const KIND: u8>(
+    row: &[u8],
+    ts: usize,
+    acts: &[PairBlock],
+    f16_table: &[f32],
+) -> f32 {
+    assert!(f16_table.len() == 65536 && ts >= 18);
+    let m4 = _mm256_set1_epi8(0x0F);
+    let mut acc = _mm256_setzero_ps();
+    for (x, a) in row.chunks_exact(ts).zip(acts) {
+        // SAFETY: `x` is one whole block (`ts` bytes: 34 for Q8_0, whose
+        // quants are 32 bytes at 2; 22 for Q5_0, qh 4 bytes at 2 and 16
+        // nibble bytes at 6; 18 for Q4_0, 16 nibble bytes at 2); `a`'s
+        // fields are 64-byte aligned and at least 32 bytes; the table
+        // index is a u16.
+        unsafe {
+            let dx = *f16_table.get_unchecked(usize::from(u16::from_le_bytes([x[0], x[1]])));
+            let d = _mm256_mul_ps(_mm256_set1_ps(dx), _mm256_load_ps(a.d.as_ptr()));
+            let w = match KIND {
+                0 => _mm256_xor_si256(
+                    _mm256_loadu_si256(x.as_ptr().add(2).cast()),
+                    _mm256_set1_epi8(0x80u8 as i8),
+                ),
+                1 => {
+                    let qh = u32::from_le_bytes([x[2], x[3], x[4], x[5]]);
+                    let b = _mm_loadu_si128(x.as_ptr().add(6).cast());
+                    let n = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), m4);
+                    _mm256_mask_add_epi8(n, qh, n, _mm256_set1_epi8(0x10))
+                }
+                _ => {
+                    let b = _mm_loadu_si128(x.as_ptr().add(2).cast());
+                    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), m4)
+                }
+            };
+            let s = _mm256_dpbusd_epi32(
+                _mm256_load_si256(a.corr.as_ptr().cast()),
+                w,
+                _mm256_load_si256(a.qs.as_ptr().cast()),
+            );
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+        }
+    }
+    hsum_float_8(acc)
+}

@@ -281,3 +281,37 @@ fn tiled_kernels_match_row_kernels_and_reference() {
     run::<BlockQ4K, _>(tiled::Q4K, Q4_K, &[0, 2]);
     run::<BlockQ6K, _>(tiled::Q6K, Q6_K, &[208]);
 }
+
+/// The AVX-512 row kernel for one token (`tiled::row_dot`) against the AVX2
+/// row kernels, bit for bit, on random rows and activations.
+#[test]
+fn tiled_row_dot_matches_row_kernels() {
+    use tiled::{Kind, Tiling};
+    if !tiled::available() {
+        eprintln!("skipped: no AVX-512 F/BW/VL/VNNI on this CPU or in this build");
+        return;
+    }
+    fn run<B: GgmlBlock<VecDotType = BlockQ8_0>>(kind: Kind, row_kernel: RowKernel<BlockQ8_0>) {
+        let mut rng = Rng(0x0dd0_7e57 ^ B::TYPE_SIZE as u64);
+        for nb in [1usize, 3, 20] {
+            for _ in 0..20 {
+                let row = random_row::<B>(&mut rng, nb, &[0]);
+                let x: Vec<f32> = (0..nb * 32).map(|_| rng.f32() * 3.0).collect();
+                let mut acts = vec![BlockQ8_0::default(); nb];
+                BlockQ8_0::from_float(&x, &mut acts).expect("activations quantize");
+                let pairs = kind.pairs(&acts, 1, nb);
+                let got = tiled::row_dot(kind, &row, &pairs);
+                let want = (row_kernel.one)(&row, &acts);
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{kind:?} nb={nb}: {got} vs {want}"
+                );
+                assert!(want != 0.0);
+            }
+        }
+    }
+    run::<BlockQ8_0>(Kind::Q8_0, Q8_0);
+    run::<BlockQ5_0>(Kind::Q5_0, Q5_0);
+    run::<BlockQ4_0>(Kind::Q4_0, Q4_0);
+}

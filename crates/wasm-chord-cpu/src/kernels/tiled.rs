@@ -464,6 +464,41 @@ pub(crate) fn available() -> bool {
     }
 }
 
+/// All 65536 f16 values as f32 (built once, 256 KiB).
+fn f16_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| (0..=u16::MAX).map(f16_bits_to_f32).collect())
+}
+
+/// One stored weight row of `kind` · one token's activations, laid out by
+/// [`Tiling::pairs`] for a single token (the first of each pair): for
+/// generation, bit-identical to the AVX2 row kernels.
+///
+/// # Panics
+/// Where [`available`] is false.
+pub(crate) fn row_dot(kind: Kind, row: &[u8], acts: &[PairBlock]) -> f32 {
+    assert!(available(), "tiled kernels need AVX-512 F/BW/VL/VNNI");
+    #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
+    {
+        use super::avx512::q8_0_partner_row as k;
+        let (ts, t) = (kind.type_size(), f16_table());
+        // SAFETY: the CPU features were checked by `available`; the table
+        // has 65536 entries.
+        unsafe {
+            match kind {
+                Kind::Q8_0 => k::<0>(row, ts, acts, t),
+                Kind::Q5_0 => k::<1>(row, ts, acts, t),
+                Kind::Q4_0 => k::<2>(row, ts, acts, t),
+            }
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", wasm_chord_avx512)))]
+    {
+        let _ = (kind, row, acts, f16_table);
+        0.0
+    }
+}
+
 /// Rows per register tile.
 pub(crate) const TILE_ROWS: usize = 4;
 /// Token pairs per register tile.
