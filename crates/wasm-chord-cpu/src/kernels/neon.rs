@@ -343,13 +343,14 @@ unsafe fn k4_min_kernel<D: IDot, const N: usize>(
         let xdmin = fp16(le16(x, 2));
         let [sc, mn] = k4_scales_mins(&x[4..16]);
         let q = values(x);
+        // SAFETY: base NEON; `mn` has 8 bytes.
+        let mins = unsafe { vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mn.as_ptr()))) };
         for (s, ys) in sumf.iter_mut().zip(&acts) {
             let y = &ys[i];
             // SAFETY: `D` per this function's contract; the rest is base
             // NEON; `y.bsums` has 16 i16 (two 8-lane loads), `y.qs` 256
             // bytes (groups of 32 at `32 g`, g < 8).
             unsafe {
-                let mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mn.as_ptr())));
                 let b = y.bsums.as_ptr();
                 let q8sums = vpaddq_s16(vld1q_s16(b), vld1q_s16(b.add(8)));
                 let prod = vmull_s16(vget_low_s16(q8sums), vget_low_s16(mins));
@@ -456,46 +457,47 @@ impl Kernel for Q6K {
         let mut sumf = [0f32; N];
         for (i, x) in row.chunks_exact(210).take(nb).enumerate() {
             let xd = fp16(le16(x, 208));
-            let sc: [i8; 16] = std::array::from_fn(|g| x[192 + g] as i8);
+            let sc = &x[192..208];
             // SAFETY: base NEON only.
-            let q: [int8x16_t; 16] = unsafe {
+            let (q, s_lo, s_hi) = unsafe {
+                let m3 = vdupq_n_u8(0x03);
                 let m4 = vdupq_n_u8(0x0F);
                 let m30 = vdupq_n_u8(0x30);
                 let mut q = [vdupq_n_s8(0); 16];
                 for h in 0..2 {
-                    let ql: [uint8x16_t; 4] = std::array::from_fn(|k| load_u8(x, 64 * h + 16 * k));
-                    let qh = [load_u8(x, 128 + 32 * h), load_u8(x, 128 + 32 * h + 16)];
-                    // Bits 0-1, 2-3, 4-5 and 6-7 of `qh`, moved to bits 4-5.
-                    let hb: [[uint8x16_t; 2]; 4] = std::array::from_fn(|k| {
-                        std::array::from_fn(|j| match k {
-                            0 => vshlq_n_u8::<4>(vandq_u8(qh[j], vdupq_n_u8(3))),
-                            1 => vandq_u8(vshlq_n_u8::<2>(qh[j]), m30),
-                            2 => vandq_u8(qh[j], m30),
-                            _ => vandq_u8(vshrq_n_u8::<2>(qh[j]), m30),
-                        })
-                    });
-                    for k in 0..4 {
-                        // Group 8h+k (values 16k..16k+16 of the half): low
-                        // nibbles of ql[k] with bits 0-1 (k < 2) or 2-3 of
-                        // qh[k % 2]; group 8h+4+k: high nibbles, bits 4-5
-                        // or 6-7.
-                        let (lo_bits, hi_bits) = (hb[k / 2][k % 2], hb[2 + k / 2][k % 2]);
-                        q[8 * h + k] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(ql[k], m4), lo_bits));
-                        q[8 * h + 4 + k] =
-                            vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8::<4>(ql[k]), hi_bits));
+                    let ql = [
+                        load_u8(x, 64 * h),
+                        load_u8(x, 64 * h + 16),
+                        load_u8(x, 64 * h + 32),
+                        load_u8(x, 64 * h + 48),
+                    ];
+                    for j in 0..2 {
+                        // Bits 0-1, 2-3, 4-5 and 6-7 of qh[j], moved to 4-5.
+                        let qh = load_u8(x, 128 + 32 * h + 16 * j);
+                        let b01 = vshlq_n_u8::<4>(vandq_u8(qh, m3));
+                        let b23 = vandq_u8(vshlq_n_u8::<2>(qh), m30);
+                        let b45 = vandq_u8(qh, m30);
+                        let b67 = vandq_u8(vshrq_n_u8::<2>(qh), m30);
+                        // Groups 8h+j and 8h+2+j (values 16j.. and 32+16j..
+                        // of the half): low nibbles of ql[j], ql[j+2]; groups
+                        // 8h+4+j and 8h+6+j: their high nibbles.
+                        let (lo, hi) = (ql[j], ql[j + 2]);
+                        let g = 8 * h + j;
+                        q[g] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(lo, m4), b01));
+                        q[g + 2] = vreinterpretq_s8_u8(vorrq_u8(vandq_u8(hi, m4), b23));
+                        q[g + 4] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8::<4>(lo), b45));
+                        q[g + 6] = vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8::<4>(hi), b67));
                     }
                 }
-                q
+                let scales = vreinterpretq_s8_u8(load_u8(x, 192));
+                (q, vmovl_s8(vget_low_s8(scales)), vmovl_high_s8(scales))
             };
             for (s, ys) in sumf.iter_mut().zip(&acts) {
                 let y = &ys[i];
                 // SAFETY: `D` per this function's contract; the rest is
-                // base NEON; `y.bsums` has 16 i16 (two 8-lane loads), `sc`
-                // 16 bytes, `y.qs` 256 (groups of 16 at `16 g`, g < 16).
+                // base NEON; `y.bsums` has 16 i16 (two 8-lane loads), `y.qs`
+                // 256 bytes (groups of 16 at `16 g`, g < 16).
                 unsafe {
-                    let scales = vld1q_s8(sc.as_ptr());
-                    let s_lo = vmovl_s8(vget_low_s8(scales));
-                    let s_hi = vmovl_high_s8(scales);
                     let b = y.bsums.as_ptr();
                     let (b_lo, b_hi) = (vld1q_s16(b), vld1q_s16(b.add(8)));
                     let m = vmull_s16(vget_low_s16(b_lo), vget_low_s16(s_lo));
@@ -508,8 +510,8 @@ impl Kernel for Q6K {
                     for g in (0..16).step_by(2) {
                         let p0 = D::dot(zero, q[g], load_i8(&y.qs, 16 * g));
                         let p1 = D::dot(zero, q[g + 1], load_i8(&y.qs, 16 * g + 16));
-                        isum0 = vmlaq_n_s32(isum0, p0, i32::from(sc[g]));
-                        isum1 = vmlaq_n_s32(isum1, p1, i32::from(sc[g + 1]));
+                        isum0 = vmlaq_n_s32(isum0, p0, i32::from(sc[g] as i8));
+                        isum1 = vmlaq_n_s32(isum1, p1, i32::from(sc[g + 1] as i8));
                     }
                     let isum = vaddvq_s32(vaddq_s32(isum0, isum1));
                     *s += xd * y.d * (isum - 32 * isum_mins) as f32;
