@@ -329,8 +329,46 @@ fn quantize_activations<A: GgmlBlock>(x: &[f32], acts: &mut Vec<A>) -> Result<()
         }
         return Ok(());
     }
+    if let Some(blocks) = any.downcast_mut::<Vec<BlockQ8K>>() {
+        for (b, xs) in blocks.iter_mut().zip(x.chunks_exact(256)) {
+            *b = q8_k_block(xs);
+        }
+        return Ok(());
+    }
     A::from_float(x, acts)?;
     Ok(())
+}
+
+/// One Q8_K block of 256 values, exactly as core's reference quantizer
+/// (`BlockQ8K::from_float`: the scale from the first value of largest
+/// magnitude, `-127 / max`, rounding half to even), in loops that vectorize.
+fn q8_k_block(xs: &[f32]) -> BlockQ8K {
+    // Largest magnitude in 8 lanes (`maxps`; a NaN never wins, as in the
+    // reference's `amax < |v|`).
+    let pick = |m: f32, a: f32| if a > m { a } else { m };
+    let mut lanes = [0f32; 8];
+    for c in xs.chunks_exact(8) {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = pick(*l, v.abs());
+        }
+    }
+    let amax = lanes.iter().fold(0.0f32, |m, &a| pick(m, a));
+    let mut b = BlockQ8K::default();
+    if amax == 0.0 {
+        return b;
+    }
+    // The first value of that magnitude, with its sign (as the reference's
+    // strict `amax < |v|` scan keeps).
+    let max = xs.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+    let iscale = -127.0 / max;
+    for (q, &v) in b.qs.iter_mut().zip(xs) {
+        *q = round_ties_even_small(iscale * v).min(127) as i8;
+    }
+    for (s, q) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
+        *s = q.iter().map(|&v| i16::from(v)).sum();
+    }
+    b.d = 1.0 / iscale;
+    b
 }
 
 /// One block of 32 as ggml-cpu's AVX code quantizes it: returns the f16
@@ -349,14 +387,16 @@ fn q8_simd_like(xs: &[f32]) -> (u16, [i8; 32], f32) {
     (f32_to_f16_bits(d), qs, d * sum as f32)
 }
 
-/// `v` rounded to the nearest integer, ties to even (as `i32`), for `|v| < 2^22` (here
-/// at most 127): adding and removing `1.5 · 2^23` leaves the rounding to the
-/// FPU's default mode, which is ties-to-even. Without SSE4.1 enabled at
-/// compile time `f32::round_ties_even` is a libm call per value.
+/// `v` rounded to the nearest integer, ties to even (as `i32`), for
+/// `|v| < 2^22` (here at most 127): adding `1.5 · 2^23` leaves the rounding
+/// to the FPU's default mode, which is ties-to-even, and puts the integer in
+/// the low mantissa bits (core's `nearest_int`). Read from the bits, with no
+/// float-to-int conversion, it vectorizes; without SSE4.1 enabled at compile
+/// time `f32::round_ties_even` is a libm call per value.
 #[inline]
 fn round_ties_even_small(v: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
-    ((v + MAGIC) - MAGIC) as i32
+    ((v + MAGIC).to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }
 
 /// `out[t] = table[tokens[t]] · scale`.
@@ -394,6 +434,49 @@ pub fn embed(table: &CpuWeight, tokens: &[u32], scale: f32, out: &mut [f32]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn q8_k_block_is_the_reference_bit_for_bit() {
+        let mut s = 0x1357_9bdf_2468_ace0u64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for case in 0..200 {
+            let scale = 10f32.powi(case % 7 - 3);
+            let mut x: Vec<f32> = (0..256).map(|_| next() * scale).collect();
+            match case % 4 {
+                // Two values of the largest magnitude, opposite signs.
+                1 => {
+                    x[40] = 2.0 * scale;
+                    x[200] = -2.0 * scale;
+                }
+                2 => {
+                    x[7] = -2.0 * scale;
+                    x[9] = 2.0 * scale;
+                }
+                // Values landing on halves after scaling.
+                3 => {
+                    x[0] = scale;
+                    for (i, v) in x.iter_mut().enumerate().skip(1) {
+                        *v = scale * ((i % 255) as f32 + 0.5) / 127.0;
+                    }
+                }
+                _ => {}
+            }
+            let mut want = vec![BlockQ8K::default(); 1];
+            BlockQ8K::from_float(&x, &mut want).unwrap();
+            let got = q8_k_block(&x);
+            assert_eq!(got.d.to_bits(), want[0].d.to_bits(), "case {case}");
+            assert_eq!(got.qs, want[0].qs, "case {case}");
+            assert_eq!(got.bsums, want[0].bsums, "case {case}");
+        }
+        let zero = q8_k_block(&[0.0; 256]);
+        assert_eq!(zero.d, 0.0);
+        assert!(zero.qs.iter().all(|&q| q == 0));
+    }
 
     #[test]
     fn small_rounding_is_ties_to_even() {
