@@ -359,6 +359,10 @@ impl<'m, B: Backend> Session<'m, B> {
             for (&s, &p) in slots.iter().zip(&positions) {
                 lc.positions[s] = Some(p);
             }
+            // Rows fill in order (position p in row p % rows), so rows at
+            // and past `pos0 + n` have never held anything yet: attention
+            // reads only the rows up to there, not the whole capacity.
+            let in_use = (pos0 + n).min(rows);
             let params = AttentionParams {
                 n_heads: c.n_head,
                 n_kv_heads: c.n_head_kv,
@@ -367,7 +371,7 @@ impl<'m, B: Backend> Session<'m, B> {
                 softcap: c.attn_softcap,
                 window: if swa { c.sliding_window } else { None },
                 query_positions: &positions,
-                cache_positions: &lc.positions,
+                cache_positions: &lc.positions[..in_use],
             };
             be.attention(q_ref, &lc.k, &lc.v, &params, &mut attn)?;
             be.matmul(&layer.wo, &attn, n, &mut o)?;
