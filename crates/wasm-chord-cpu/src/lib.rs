@@ -16,7 +16,12 @@
 //! for Q8_0, Q5_0 and Q4_0 elsewhere, and core's scalar reference
 //! (`wasm_chord_core::quant::GgmlBlock::dot_block`) for every other type.
 //! On aarch64 NEON kernels (with `sdot` where the CPU has dotprod) take the
-//! AVX2 kernels' place. Each fast kernel is tested against that scalar twin
+//! AVX2 kernels' place. Where the CPU has AVX-512 F/BW/VL/VNNI (and the
+//! compiler the intrinsics, Rust 1.89+), prompts of Q8_0, Q5_0, Q4_0, Q4_K
+//! and Q6_K take register-tiled kernels (`kernels::tiled`, 4 rows × 2 token
+//! pairs) and single tokens of the first three an AVX-512 row kernel, both
+//! bit-identical to the AVX2 kernels; attention's products use AVX-512 too
+//! (`kernels::attn`). Each fast kernel is tested against that scalar twin
 //! on random blocks. wasm `simd128` kernels are still to come.
 #![warn(missing_docs)]
 
