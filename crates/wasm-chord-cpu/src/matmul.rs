@@ -11,7 +11,7 @@ use wasm_chord_core::backend::{BackendError, Result};
 use wasm_chord_core::quant::{self, *};
 use wasm_chord_core::GgmlType;
 
-/// Weight types [`matmul`] accepts.
+/// Weight types the CPU backend's matmul accepts.
 pub const MATMUL_TYPES: &[GgmlType] = &[
     GgmlType::F32,
     GgmlType::F16,
