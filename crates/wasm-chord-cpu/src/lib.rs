@@ -310,6 +310,16 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn run_pass<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        // `scope` runs `f` on a worker of the global pool (the caller waits
+        // once); the ops' parallel loops then start from that worker.
+        // On wasm32 without threads rayon runs everything on this thread.
+        if cfg!(target_arch = "wasm32") {
+            return f();
+        }
+        rayon::scope(|_| f())
+    }
+
     fn download_cache(&self, cache: &Vec<f16>, out: &mut [f32]) -> Result<()> {
         need("download_cache", "cache", cache.len(), out.len())?;
         cache[..out.len()].convert_to_f32_slice(out);

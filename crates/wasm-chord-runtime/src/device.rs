@@ -397,6 +397,16 @@ impl Backend for AnyBackend {
         }
     }
 
+    fn run_pass<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.inner {
+            Inner::Cpu(b) => b.run_pass(f),
+            #[cfg(feature = "webgpu")]
+            Inner::Gpu(b) => b.run_pass(f),
+            #[cfg(feature = "candle")]
+            Inner::Candle(b) => b.run_pass(f),
+        }
+    }
+
     fn download_cache(&self, cache: &AnyCache, out: &mut [f32]) -> Result<()> {
         dispatch!("download_cache", b = self, c: AnyCache = cache => b.download_cache(c, out))
     }

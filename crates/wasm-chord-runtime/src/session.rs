@@ -288,6 +288,12 @@ impl<'m, B: Backend> Session<'m, B> {
     /// One forward pass over a batch; the logits of its last `rows` tokens
     /// stay on the device (`None` when `rows == 0`).
     fn batch(&mut self, tokens: &[u32], rows: usize) -> Result<Option<B::Buffer>> {
+        let backend = Arc::clone(&self.model.backend);
+        backend.run_pass(|| self.batch_on_backend(tokens, rows))
+    }
+
+    /// [`Session::batch`]'s body, run inside [`Backend::run_pass`].
+    fn batch_on_backend(&mut self, tokens: &[u32], rows: usize) -> Result<Option<B::Buffer>> {
         let m: &Model<B> = &self.model;
         let be = &*m.backend;
         let c: &ModelConfig = &m.config;

@@ -347,6 +347,15 @@ pub trait Backend: Send + Sync + 'static {
         self.upload(&host[start * width..])
     }
 
+    /// Runs one forward pass's worth of calls, `f`, where the backend
+    /// works best. The default calls `f` on this thread; the CPU backend
+    /// runs it on a worker of its thread pool, so that the dozens of
+    /// parallel ops of a pass start from a pool thread instead of each
+    /// being handed over from the caller's thread and waited for.
+    fn run_pass<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
+
     /// Index of the largest of the first `n` values (ties: lowest index).
     fn argmax(&self, x: &Self::Buffer, n: usize) -> Result<u32> {
         let mut host = vec![0.0; n];
