@@ -51,7 +51,27 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
 }
 
+/// Pins glibc's mmap threshold at 1.5 MiB. By default glibc raises it
+/// after every freed mmap'd block, up to 32 MiB, so the second forward pass
+/// takes its multi-MiB activation buffers from the heap; the CPU backend
+/// runs each pass on its thread pool's workers, whose per-thread arenas keep
+/// those pages. Measured on the default model, pp512 peak RSS: 388 MB with
+/// the dynamic threshold, 366 MB pinned (llama-bench: 340 MB); generation's
+/// per-token buffers (the 1 MiB of logits included) stay below it, so no
+/// token pays for a fresh mapping. A setting for the whole process, so the
+/// application (this binary) makes it, not the library.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn pin_mmap_threshold() {
+    // SAFETY: mallopt only changes an allocator parameter; it is called
+    // before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 3 << 19);
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    pin_mmap_threshold();
     // `--version` also lists the devices compiled into this binary.
     let long_version: &'static str = Box::leak(
         format!(
