@@ -7,7 +7,9 @@
 #   4. the npm package (scripts/web/build.sh), its TypeScript declarations
 #      (tsc --noEmit on bindings/js/test/types-check.ts) and its JavaScript API
 #      in Node (node --test bindings/js/test/), which also compares with the
-#      native text;
+#      native text; bindings/js/test/panic.test.mjs runs on a second build
+#      with the `panic-test` feature: a panic, then the same text again from
+#      a fresh instance;
 #   5. the demo page in headless Chromium (scripts/web/e2e.mjs): the same
 #      greedy text on the CPU path, then a second visit served from the
 #      model cache; then on WebGPU (SwiftShader, no GPU needed) with the
@@ -44,7 +46,7 @@ if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ] && [ "$(id -u)" = 0 ] && command -v
 fi
 have_node=true; command -v node >/dev/null 2>&1 || { have_node=false; missing node; }
 have_chromium=true; [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || { have_chromium=false; missing chromium; }
-node --version; wasm-pack --version; wasm-bindgen --version
+node --version; wasm-bindgen --version
 
 step "tiny model and the native CLI's greedy text"
 work=$(mktemp -d)
@@ -88,8 +90,7 @@ if $have_node; then
   set -e
 
   step "panic-test build (the crate's panic-test feature, for bindings/js/test/panic.test.mjs)"
-  RUSTFLAGS="-C target-feature=+simd128" wasm-pack --quiet build crates/wasm-chord-web --release \
-    --target web --out-dir "$work/panic/pkg" --out-name wasm_chord_web --no-pack -- --features panic-test
+  scripts/web/build.sh --features panic-test --out-dir "$work/panic/pkg"
   cp -r bindings/js/src "$work/panic/src"
 
   step "JavaScript API in Node"
