@@ -9,11 +9,15 @@
 // WebGPU (SwiftShader's Vulkan device: no GPU needed, no shader-f16):
 // "auto" must pick WebGPU in a worker, and "webgpu" on the main thread from
 // the file picker, the weights streamed to the GPU tensor by tensor.
+// With the panic-test build that scripts/web/test.sh leaves in
+// MODEL_DIR/panic: a panic on the main thread (model on WebGPU) and in a
+// worker, after which the old models throw MODEL_LOST and loading again
+// gives the same greedy text.
 // Saves screenshots under target/web-artifacts/.
 //
 //   node scripts/web/e2e.mjs MODEL_DIR MODEL_NAME PROMPT N NATIVE_TEXT_FILE
 import { chromium } from "../../bindings/js/node_modules/playwright-core/index.mjs";
-import { mkdtemp, readFile, rm, mkdir } from "node:fs/promises";
+import { mkdtemp, readFile, rm, mkdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -191,6 +195,45 @@ try {
     `a q4_1 model falls back to the CPU under "auto": ${JSON.stringify(q41)}`,
   );
   check(errors.length === 0, `no page errors ${JSON.stringify(errors)}`);
+
+  if (await stat(join(modelDir, "panic", "src", "index.js")).catch(() => null)) {
+    const panic = await page.evaluate(
+      async ({ path, prompt, n }) => {
+        const pkg = await import("/models/panic/src/index.js");
+        const opts = { maxTokens: n, temperature: 0 };
+        const out = {};
+        // Main thread, on WebGPU: the device is opened again after the panic.
+        const m = await pkg.loadModel(path, { cache: false, backend: "webgpu" });
+        out.before = (await m.complete(prompt, opts)).text;
+        out.panic = await pkg._panicForTesting().then(() => "none", (e) => e.code);
+        out.lost = await m.complete(prompt, opts).then(() => "none", (e) => e.code);
+        m.dispose();
+        const again = await pkg.loadModel(path, { cache: false, backend: "webgpu" });
+        out.again = (await again.complete(prompt, opts)).text;
+        out.againBackend = again.backend();
+        again.dispose();
+        // In a worker: it is ended, its model lost; a new one works.
+        const w = await pkg.loadModelInWorker(path, { cache: false, backend: "cpu" });
+        out.workerBefore = (await w.complete(prompt, opts)).text;
+        out.workerPanic = await w._request("_panicForTesting", []).then(() => "none", (e) => e.code);
+        out.workerLost = await w.complete(prompt, opts).then(() => "none", (e) => e.code);
+        const w2 = await pkg.loadModelInWorker(path, { cache: false, backend: "cpu" });
+        out.workerAgain = (await w2.complete(prompt, opts)).text;
+        await w2.dispose();
+        return out;
+      },
+      { path: modelPath, prompt, n: Number(n) },
+    );
+    console.log("panic recovery:", JSON.stringify({ ...panic, before: undefined, again: undefined }));
+    check(panic.before === want, "panic-test build on WebGPU: the native text before the panic");
+    check(panic.panic === "PANIC" && panic.lost === "MODEL_LOST", "main thread: PANIC, then the old model throws MODEL_LOST");
+    check(panic.again === want && panic.againBackend === "webgpu", "a new WebGPU model after the panic: the same text");
+    check(panic.workerBefore === want && panic.workerPanic === "PANIC", "worker: the native text, then PANIC");
+    check(panic.workerLost === "MODEL_LOST", "worker: the old model throws MODEL_LOST");
+    check(panic.workerAgain === want, "a new worker after the panic: the same text");
+  } else {
+    console.log(`note: no panic-test build in ${modelDir}/panic; panic recovery in the browser not checked`);
+  }
 } catch (e) {
   console.log(`FAILED: ${e.stack ?? e}`);
   failed++;

@@ -15,8 +15,9 @@ export type ErrorCode =
   | "SUPERSEDED" // a newer generation started on the same model
   | "UNSUPPORTED_BACKEND" // an unknown backend, or backend: "webgpu" without a WebGPU adapter
   | "RUNTIME" // any other failure inside the model
-  | "PANIC" // the wasm module trapped; the instance is unusable from now on
-  | "POISONED"; // a call after a PANIC
+  | "PANIC" // the wasm module trapped (a bug); it was restarted with a fresh instance, its models are lost
+  | "MODEL_LOST" // a call on a model (or a generation) that lived in an instance ended by a PANIC, or after dispose()
+  | "POISONED"; // after a PANIC the module could not be restarted: every call throws this (load the page again)
 
 export class WasmChordError extends Error {
   readonly name: "WasmChordError";
@@ -157,12 +158,20 @@ export class Model {
   complete(input: GenerateInput, options?: GenerateOptions): Promise<GenerateResult>;
   chat(messages: ChatMessage[], options?: GenerateOptions): TextStream;
   reset(): void;
+  /**
+   * Frees the model's memory; later calls throw MODEL_LOST. Does nothing for
+   * a model lost to a PANIC (its memory went with the dead instance).
+   */
   dispose(): void;
 }
 
 export type ModelSource = string | URL | Blob | ArrayBuffer | Uint8Array | ReadableStream<Uint8Array>;
 
 export function init(moduleOrPath?: BufferSource | WebAssembly.Module | URL | string | Response): Promise<void>;
+/**
+ * Loads a model. Also after a PANIC: the module then runs on a fresh
+ * instance, and only the models loaded before the panic are lost.
+ */
 export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;
 export function backend(): Backend;
 export function availableBackends(): Promise<Backend[]>;
@@ -176,6 +185,8 @@ export function clearModelCache(url?: string, cacheName?: string): Promise<void>
 /**
  * The Model API with the model in a dedicated Web Worker (browsers): the page's
  * main thread never blocks on a token. Methods that return values return Promises.
+ * A PANIC in the worker ends it: later calls throw MODEL_LOST, and
+ * loadModelInWorker starts a new worker.
  */
 export class WorkerModel {
   readonly info: ModelInfo;

@@ -7,8 +7,13 @@
 // - Generation runs one token per wasm call and yields to the event loop in
 //   between, so the page stays responsive and an AbortSignal can stop it.
 // - Every error is a WasmChordError with a `code`. Should the wasm module
-//   ever trap (a panic), the call throws code PANIC and every later call
-//   throws code POISONED: the instance is not used on a broken state.
+//   ever trap (a panic), the call throws code PANIC and the dead instance is
+//   replaced by a fresh one from the same compiled module (the glue's
+//   `__wbg_reset_state`, from wasm-bindgen's
+//   --experimental-reset-state-function): later loadModel calls work again,
+//   and the objects that lived in the dead instance (models, generations)
+//   throw code MODEL_LOST. Only when the new instance cannot be made does
+//   every call throw POISONED.
 
 import initWasm, * as wasm from "../pkg/wasm_chord_web.js";
 import { openModelCache } from "./cache.js";
@@ -29,7 +34,15 @@ const isNode =
   typeof process !== "undefined" && process.versions != null && process.versions.node != null;
 
 let ready = null;
+// Set only when a dead instance could not be replaced: every call throws it.
 let poisoned = null;
+// Counts the instances replaced after a panic. Every wasm object remembers
+// the epoch it was made in; one from an older epoch lives in a dead
+// instance and is never touched again (not even freed: its pointer means
+// nothing to the new instance).
+let epoch = 0;
+// The panic message that ended each epoch, by epoch.
+const failures = [];
 
 /**
  * Loads and instantiates the wasm module once. Called by loadModel; call it
@@ -61,16 +74,44 @@ function convert(e) {
     } catch {
       // The instance is gone; keep the trap's own message.
     }
-    poisoned = new WasmChordError(
-      "POISONED",
-      `the wasm-chord module failed earlier (${detail}); load it again (a new page or worker)`,
-    );
+    replaceInstance(detail);
     return new WasmChordError("PANIC", `wasm-chord failed: ${detail}`, { cause: e });
   }
   if (e && typeof e === "object" && typeof e.code === "string" && e.name === "WasmChordError") {
     return new WasmChordError(e.code, e.message);
   }
   return e;
+}
+
+/**
+ * After a trap: a fresh wasm instance from the same compiled module, with
+ * new memory (the old one, with every model in it, goes to the garbage
+ * collector). The WebGPU device is opened again on the next use.
+ */
+function replaceInstance(detail) {
+  failures[epoch] = detail;
+  epoch += 1;
+  gpu = null;
+  try {
+    wasm.__wbg_reset_state();
+  } catch (err) {
+    poisoned = new WasmChordError(
+      "POISONED",
+      `the wasm-chord module failed earlier (${detail}) and could not be restarted (${err?.message ?? err}); ` +
+        "load the page or worker again",
+      { cause: err },
+    );
+  }
+}
+
+/** The MODEL_LOST error for an object made in `born`, an older epoch. */
+function lostError(born) {
+  if (born < 0) return new WasmChordError("MODEL_LOST", "the model was disposed");
+  return new WasmChordError(
+    "MODEL_LOST",
+    `this model was lost when the wasm-chord module failed (${failures[born] ?? "a panic"}); ` +
+      "load it again with loadModel",
+  );
 }
 
 /** Runs a call into wasm, turning its failures into WasmChordErrors. */
@@ -240,7 +281,7 @@ async function* chunksOf(source, signal) {
 }
 
 /** Feeds chunks into a ModelLoader, reporting download progress. */
-async function receive(loader, chunks, total, signal, report) {
+async function receive(loader, chunks, total, signal, report, call) {
   let loaded = 0;
   for await (const chunk of chunks) {
     if (signal?.aborted) throw abortError(signal);
@@ -260,7 +301,7 @@ function progressReporter(onProgress, cached) {
   };
 }
 
-function finishLoad(loader, options, cached) {
+function finishLoad(loader, options, cached, call) {
   // A WebGPU loader uploaded every tensor while the bytes arrived; finishing
   // only checks and assembles.
   const report = progressReporter(options.onProgress, cached);
@@ -279,6 +320,12 @@ async function loadFromChunks(chunks, total, options, cached, hash = Boolean(opt
   // is expected or will be recorded for the cache. On WebGPU the bytes go
   // to GPU buffers tensor by tensor as they arrive (no whole copy in wasm
   // memory); on the CPU the whole file goes into wasm memory.
+  const born = epoch;
+  // A panic elsewhere during the load's awaits ends the loader too.
+  const loaderCall = (f) => {
+    if (born !== epoch) throw lostError(born);
+    return call(f);
+  };
   const loader = call(() =>
     options._gpu
       ? new wasm.GpuModelLoader(options._gpu, total ?? undefined, hash)
@@ -286,15 +333,15 @@ async function loadFromChunks(chunks, total, options, cached, hash = Boolean(opt
   );
   try {
     const report = progressReporter(options.onProgress, cached);
-    await receive(loader, chunks, total, options.signal, (l, t) => report("download", l, t));
-    const sha256 = call(() => loader.sha256());
-    const raw = finishLoad(loader, options, cached);
+    await receive(loader, chunks, total, options.signal, (l, t) => report("download", l, t), loaderCall);
+    const sha256 = loaderCall(() => loader.sha256());
+    const raw = finishLoad(loader, options, cached, loaderCall);
     return { raw, sha256, size: raw.info().fileBytes };
   } catch (e) {
     if (options.signal?.aborted) throw abortError(options.signal);
     throw convert(e);
   } finally {
-    if (!poisoned) loader.free();
+    if (born === epoch) loader.free();
   }
 }
 
@@ -492,10 +539,18 @@ export class TextStream {
 export class Model {
   #raw;
   #info;
+  // The epoch of the instance that holds the model; -1 once disposed.
+  #epoch = epoch;
 
   constructor(raw, backendFallback = null) {
     this.#raw = raw;
     this.#info = { ...call(() => raw.info()), backendFallback };
+  }
+
+  /** `call`, after checking that the model's instance is still the live one. */
+  #call(f) {
+    if (this.#epoch !== epoch) throw lostError(this.#epoch);
+    return call(f);
   }
 
   /**
@@ -509,27 +564,27 @@ export class Model {
 
   /** The backend this model runs on ("webgpu" or "cpu"). */
   backend() {
-    return call(() => this.#raw.backend());
+    return this.#call(() => this.#raw.backend());
   }
 
   tokenize(text, { addSpecial = true, parseSpecial = false } = {}) {
-    return call(() => this.#raw.tokenize(String(text), addSpecial, parseSpecial));
+    return this.#call(() => this.#raw.tokenize(String(text), addSpecial, parseSpecial));
   }
 
   detokenize(tokens) {
-    return call(() => this.#raw.detokenize(Uint32Array.from(tokens)));
+    return this.#call(() => this.#raw.detokenize(Uint32Array.from(tokens)));
   }
 
   /** The prompt text for `messages` with the model's chat template. */
   applyChatTemplate(messages, { addGenerationPrompt = true } = {}) {
-    return call(() => this.#raw.renderChat(JSON.stringify(messages), addGenerationPrompt));
+    return this.#call(() => this.#raw.renderChat(JSON.stringify(messages), addGenerationPrompt));
   }
 
   #prompt(input) {
     if (typeof input === "string") return this.tokenize(input);
     if (input instanceof Uint32Array || Array.isArray(input)) return Uint32Array.from(input);
     if (input && Array.isArray(input.messages)) {
-      return call(() => this.#raw.chatTokens(JSON.stringify(input.messages)));
+      return this.#call(() => this.#raw.chatTokens(JSON.stringify(input.messages)));
     }
     throw new WasmChordError("INVALID_ARGUMENT", "expected a prompt string, token ids or {messages}");
   }
@@ -540,10 +595,22 @@ export class Model {
    */
   generate(input, options = {}) {
     const prompt = this.#prompt(input);
-    const gen = call(() => this.#raw.start(prompt, generateOptionsJson(options)));
+    const born = this.#epoch;
+    const gen = this.#call(() => this.#raw.start(prompt, generateOptionsJson(options)));
+    // Every call on `gen` first checks that its instance is still alive: a
+    // panic elsewhere (another model, another generation) ends it too.
+    const alive = () => born === epoch;
+    const genCall = (f) => {
+      if (!alive()) throw lostError(born);
+      return call(f);
+    };
+    const genCallAsync = (f) => {
+      if (!alive()) throw lostError(born);
+      return callAsync(f);
+    };
     const { signal, onText } = options;
     // On WebGPU a step awaits the logits' read-back (a browser cannot block).
-    const isAsync = call(() => this.#raw.isAsync());
+    const isAsync = this.#call(() => this.#raw.isAsync());
     const backendName = this.#info.backend;
     let settled = false;
     let resolve, reject;
@@ -563,7 +630,7 @@ export class Model {
       try {
         for (;;) {
           if (signal?.aborted) {
-            const rest = gen.cancel();
+            const rest = genCall(() => gen.cancel());
             if (rest) {
               text += rest;
               onText?.(rest);
@@ -571,12 +638,12 @@ export class Model {
             }
             throw abortError(signal);
           }
-          const piece = isAsync ? await callAsync(() => gen.stepAsync()) : call(() => gen.step());
+          const piece = isAsync ? await genCallAsync(() => gen.stepAsync()) : genCall(() => gen.step());
           if (piece === undefined) break;
           if (piece) {
             text += piece;
             if (onText?.(piece) === false) {
-              const rest = gen.cancel();
+              const rest = genCall(() => gen.cancel());
               if (rest) {
                 text += rest;
                 yield piece + rest;
@@ -591,16 +658,16 @@ export class Model {
         }
         resolve({
           text,
-          tokens: call(() => gen.tokens()),
-          stopReason: call(() => gen.stopReason()) ?? "aborted",
-          stats: { ...call(() => gen.stats()), backend: backendName },
+          tokens: genCall(() => gen.tokens()),
+          stopReason: genCall(() => gen.stopReason()) ?? "aborted",
+          stats: { ...genCall(() => gen.stats()), backend: backendName },
         });
       } catch (e) {
         const err = convert(e);
         reject(err);
         throw err;
       } finally {
-        if (!poisoned) {
+        if (alive()) {
           // The reader stopped early (break out of for await): end as aborted.
           const rest = gen.cancel();
           if (!settled) {
@@ -630,11 +697,16 @@ export class Model {
 
   /** Forgets the cached conversation. */
   reset() {
-    call(() => this.#raw.reset());
+    this.#call(() => this.#raw.reset());
   }
 
-  /** Frees the model's wasm memory; the object is unusable afterwards. */
+  /**
+   * Frees the model's wasm memory; later calls throw MODEL_LOST. Does
+   * nothing for a model already lost to a panic (its memory went with the
+   * dead instance).
+   */
   dispose() {
-    if (!poisoned) this.#raw.free();
+    if (this.#epoch === epoch) this.#raw.free();
+    this.#epoch = -1;
   }
 }

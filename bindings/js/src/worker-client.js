@@ -1,6 +1,11 @@
 // loadModelInWorker: the same Model API, with the model in a dedicated Web
 // Worker (./worker.js) so the page's main thread stays free while tokens are
 // computed. Every method that returned a value returns a Promise of it.
+//
+// A panic inside the worker rejects the call with code PANIC, as on the main
+// thread; the model in it is then lost, so the worker is ended and every
+// later call on this WorkerModel throws MODEL_LOST. Each loadModelInWorker
+// starts a worker of its own, so loading again just works.
 
 import { TextStream, WasmChordError } from "./index.js";
 
@@ -23,7 +28,7 @@ export class WorkerModel {
   }
 
   #kill(err) {
-    this.#dead = new WasmChordError("POISONED", `the model worker is gone (${err.message})`);
+    this.#dead = new WasmChordError("MODEL_LOST", `the model worker is gone (${err.message}); load the model again`);
     for (const p of this.#pending.values()) p.onMessage({ type: "error", code: err.code, message: err.message });
     this.#pending.clear();
     this.#worker.terminate();
@@ -36,8 +41,20 @@ export class WorkerModel {
     this.#pending.set(id, {
       onMessage: (m) => {
         if (m.type === "done" || m.type === "error") this.#pending.delete(id);
-        if (m.type === "error" && (m.code === "PANIC" || m.code === "POISONED")) {
-          this.#dead ??= new WasmChordError("POISONED", m.message);
+        if (m.type === "error" && ["PANIC", "POISONED", "MODEL_LOST"].includes(m.code) && !this.#dead) {
+          // The worker's own instance was replaced, but the model in it is
+          // gone: end the worker (its memory with it).
+          this.#dead = new WasmChordError(
+            "MODEL_LOST",
+            `this model was lost when its worker failed (${m.message}); load it again`,
+          );
+          this.#worker.terminate();
+          queueMicrotask(() => {
+            for (const p of this.#pending.values()) {
+              p.onMessage({ type: "error", code: "MODEL_LOST", message: this.#dead.message });
+            }
+            this.#pending.clear();
+          });
         }
         onMessage(m);
       },
@@ -107,11 +124,21 @@ export class WorkerModel {
       reject = rej;
     });
     result.catch(() => {});
-    const abort = () => id !== undefined && this._send("abort", [id], () => {});
+    // Nothing to stop once the worker is gone.
+    const abort = () => id !== undefined && !this.#dead && this._send("abort", [id], () => {});
     const self = this;
     async function* run() {
-      if (signal?.aborted) throw new WasmChordError("ABORTED", "aborted", { cause: signal.reason });
-      id = self._send("generate", [input instanceof Uint32Array ? Array.from(input) : input, rest], push);
+      const fail = (e) => {
+        settled = true;
+        reject(e);
+        throw e;
+      };
+      if (signal?.aborted) fail(new WasmChordError("ABORTED", "aborted", { cause: signal.reason }));
+      try {
+        id = self._send("generate", [input instanceof Uint32Array ? Array.from(input) : input, rest], push);
+      } catch (e) {
+        fail(e);
+      }
       signal?.addEventListener("abort", abort, { once: true });
       try {
         for (;;) {
@@ -159,7 +186,7 @@ export class WorkerModel {
       await this._request("dispose", []);
     } finally {
       this.#worker.terminate();
-      this.#dead = new WasmChordError("POISONED", "the model was disposed");
+      this.#dead = new WasmChordError("MODEL_LOST", "the model was disposed");
     }
   }
 }

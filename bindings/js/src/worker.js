@@ -2,7 +2,7 @@
 // package inside a dedicated Web Worker so that the page's main thread never
 // blocks on a token. Messages in: {id, op, args}; out: {id, type, ...}.
 
-import { loadModel, WasmChordError } from "./index.js";
+import { loadModel, WasmChordError, _panicForTesting } from "./index.js";
 
 let model = null;
 const running = new Map(); // generation id -> AbortController
@@ -71,6 +71,10 @@ async function handle({ id, op, args }) {
       model?.dispose();
       model = null;
       post({ id, type: "done", result: null });
+      return;
+    case "_panicForTesting":
+      // Internal, for the tests (a build with the `panic-test` feature).
+      await _panicForTesting();
       return;
     default:
       throw new WasmChordError("INVALID_ARGUMENT", `unknown operation ${op}`);

@@ -54,8 +54,9 @@ pub enum WebError {
     /// A backend that cannot run here (no WebGPU adapter, say).
     #[error("backend unavailable: {0}")]
     UnsupportedBackend(String),
-    /// An earlier call panicked; the module's state cannot be trusted any more.
-    #[error("the wasm-chord module failed earlier ({0}); load it again (a new page or worker)")]
+    /// An earlier call panicked; this instance's state cannot be trusted any
+    /// more (the JavaScript wrapper moves on to a fresh instance).
+    #[error("this wasm-chord instance failed earlier ({0}); use a new instance")]
     Poisoned(String),
 }
 

@@ -1,10 +1,13 @@
 //! The panic fallback. wasm32 builds abort on panic (no unwinding), and an
 //! aborted call leaves the instance's memory in an unknown state, so every
 //! input is validated and no path is meant to panic. Should one still
-//! happen, the hook records its message first: every later call then fails
-//! with code `POISONED` and that message instead of running on a broken
-//! state, and the JavaScript wrapper turns the trap itself into an `Error`
-//! with code `PANIC`.
+//! happen, the hook records its message first. The JavaScript wrapper
+//! (bindings/js/src/index.js) turns the trap into an `Error` with code
+//! `PANIC` and that message (read with `panicMessage()`), then replaces the
+//! instance by a fresh one (wasm-bindgen's `__wbg_reset_state`): the models
+//! of the dead instance throw `MODEL_LOST` there, and new ones load again.
+//! This instance's own entry points fail with code `POISONED` from then on,
+//! for a caller of the raw bindings that goes on calling it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};

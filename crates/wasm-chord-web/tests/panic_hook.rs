@@ -1,7 +1,8 @@
 //! The panic fallback: after a panic (here caught natively; in wasm it
 //! aborts the call) the instance is marked failed, and every entry point's
-//! check reports `POISONED` with the panic's message. Its own test binary,
-//! because the hook is process-wide.
+//! check reports `POISONED` with the panic's message (the JavaScript wrapper
+//! reads it, then replaces the instance: bindings/js/test/panic.test.mjs).
+//! Its own test binary, because the hook is process-wide.
 
 use wasm_chord_web::panic;
 
