@@ -46,7 +46,7 @@ if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ] && [ "$(id -u)" = 0 ] && command -v
 fi
 have_node=true; command -v node >/dev/null 2>&1 || { have_node=false; missing node; }
 have_chromium=true; [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || { have_chromium=false; missing chromium; }
-node --version; wasm-bindgen --version
+node --version; wasm-pack --version; wasm-bindgen --version
 
 step "tiny model and the native CLI's greedy text"
 work=$(mktemp -d)

@@ -8,14 +8,14 @@
 //   between, so the page stays responsive and an AbortSignal can stop it.
 // - Every error is a WasmChordError with a `code`. Should the wasm module
 //   ever trap (a panic), the call throws code PANIC and the dead instance is
-//   replaced by a fresh one from the same compiled module (the glue's
-//   `__wbg_reset_state`, from wasm-bindgen's
-//   --experimental-reset-state-function): later loadModel calls work again,
-//   and the objects that lived in the dead instance (models, generations)
-//   throw code MODEL_LOST. Only when the new instance cannot be made does
-//   every call throw POISONED.
+//   replaced by a fresh one from the same compiled module: the wasm-bindgen
+//   glue (which keeps its instance in module state) is imported again under
+//   another URL (`?instance=N`, so the module loader makes a new module
+//   record) and instantiated from the kept WebAssembly.Module. Later
+//   loadModel calls work again, and the objects that lived in the dead
+//   instance (models, generations) throw code MODEL_LOST. Only when the new
+//   instance cannot be made does every call throw POISONED.
 
-import initWasm, * as wasm from "../pkg/wasm_chord_web.js";
 import { openModelCache } from "./cache.js";
 
 export { clearModelCache } from "./cache.js";
@@ -34,6 +34,13 @@ const isNode =
   typeof process !== "undefined" && process.versions != null && process.versions.node != null;
 
 let ready = null;
+// The glue module of the live instance (its exports are the wasm API), set
+// by init(); null while none is live.
+let wasm = null;
+// What the instances are made from: a compiled WebAssembly.Module (bytes
+// are compiled once), or the URL/Request/Response given to init().
+let wasmSource;
+const GLUE_URL = new URL("../pkg/wasm_chord_web.js", import.meta.url).href;
 // Set only when a dead instance could not be replaced: every call throws it.
 let poisoned = null;
 // Counts the instances replaced after a panic. Every wasm object remembers
@@ -51,12 +58,22 @@ const failures = [];
 export function init(moduleOrPath) {
   if (!ready) {
     ready = (async () => {
-      let input = moduleOrPath;
-      if (input === undefined && isNode) {
-        const { readFile } = await import("node:fs/promises");
-        input = await readFile(new URL("../pkg/wasm_chord_web_bg.wasm", import.meta.url));
+      if (wasmSource === undefined) {
+        let input = moduleOrPath;
+        if (input === undefined && isNode) {
+          const { readFile } = await import("node:fs/promises");
+          input = await readFile(new URL("../pkg/wasm_chord_web_bg.wasm", import.meta.url));
+        }
+        if (input instanceof ArrayBuffer || ArrayBuffer.isView(input)) {
+          input = await WebAssembly.compile(input);
+        }
+        wasmSource = input;
       }
-      await initWasm(input === undefined ? undefined : { module_or_path: input });
+      // Epoch 0 imports the glue under its own URL; each replacement after a
+      // panic under a new one, which gives fresh glue state.
+      const glue = await import(epoch === 0 ? GLUE_URL : `${GLUE_URL}?instance=${epoch}`);
+      await glue.default(wasmSource === undefined ? undefined : { module_or_path: wasmSource });
+      wasm = glue;
     })();
     ready.catch(() => {
       ready = null;
@@ -92,16 +109,17 @@ function replaceInstance(detail) {
   failures[epoch] = detail;
   epoch += 1;
   gpu = null;
-  try {
-    wasm.__wbg_reset_state();
-  } catch (err) {
+  wasm = null;
+  ready = null;
+  // Every entry point awaits init(); start the new instance now.
+  init().catch((err) => {
     poisoned = new WasmChordError(
       "POISONED",
       `the wasm-chord module failed earlier (${detail}) and could not be restarted (${err?.message ?? err}); ` +
         "load the page or worker again",
       { cause: err },
     );
-  }
+  });
 }
 
 /** The MODEL_LOST error for an object made in `born`, an older epoch. */

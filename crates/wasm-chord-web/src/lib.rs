@@ -1,8 +1,8 @@
 //! # wasm-chord-web
 //!
-//! The browser and Node surface of wasm-chord, built with `wasm-bindgen`
-//! (`scripts/web/build.sh`) into the npm package under `bindings/js` (ESM
-//! with TypeScript types). The package loads a GGUF model from a URL (streamed, with
+//! The browser and Node surface of wasm-chord, built with `wasm-bindgen` and
+//! `wasm-pack` (`scripts/web/build.sh`) into the npm package under
+//! `bindings/js` (ESM with TypeScript types). The package loads a GGUF model from a URL (streamed, with
 //! progress, cached with integrity checks), a `File`/`Blob` or bytes;
 //! generates as an async iterator or with a callback, cancellable with an
 //! `AbortSignal`; renders the model's chat template; and reports which

@@ -4,7 +4,8 @@
 //! happen, the hook records its message first. The JavaScript wrapper
 //! (bindings/js/src/index.js) turns the trap into an `Error` with code
 //! `PANIC` and that message (read with `panicMessage()`), then replaces the
-//! instance by a fresh one (wasm-bindgen's `__wbg_reset_state`): the models
+//! instance by a fresh one (a new copy of the glue module, instantiated from
+//! the same compiled module): the models
 //! of the dead instance throw `MODEL_LOST` there, and new ones load again.
 //! This instance's own entry points fail with code `POISONED` from then on,
 //! for a caller of the raw bindings that goes on calling it.
