@@ -34,6 +34,8 @@ const isNode =
   typeof process !== "undefined" && process.versions != null && process.versions.node != null;
 
 let ready = null;
+// Rejects when the live instance panics (see init()).
+let instancePanicked = null;
 // The glue module of the live instance (its exports are the wasm API), set
 // by init(); null while none is live.
 let wasm = null;
@@ -73,7 +75,17 @@ export function init(moduleOrPath) {
       // panic under a new one, which gives fresh glue state.
       const glue = await import(epoch === 0 ? GLUE_URL : `${GLUE_URL}?instance=${epoch}`);
       await glue.default(wasmSource === undefined ? undefined : { module_or_path: wasmSource });
+      // A panic inside a future traps in a callback that no call of ours
+      // sees; the instance's panic hook calls this first, and the pending
+      // async calls end with PANIC (callAsync races them against it).
+      let reject;
+      const panicked = new Promise((_, r) => {
+        reject = r;
+      });
+      panicked.catch(() => {});
+      glue.setPanicListener((msg) => reject(new WebAssembly.RuntimeError(String(msg))));
       wasm = glue;
+      instancePanicked = panicked;
     })();
     ready.catch(() => {
       ready = null;
@@ -145,8 +157,10 @@ function call(f) {
 /** `call` for a wasm call that returns a Promise. */
 async function callAsync(f) {
   if (poisoned) throw poisoned;
+  const panicked = instancePanicked;
   try {
-    return await f();
+    const pending = f();
+    return await (panicked ? Promise.race([pending, panicked]) : pending);
   } catch (e) {
     throw convert(e);
   }
@@ -173,6 +187,18 @@ function yieldToEventLoop() {
     };
     ch.port2.postMessage(0);
   });
+}
+
+/**
+ * Internal, for the tests: panics inside a future (as an async WebGPU step
+ * could) in a `panic-test` build; INVALID_ARGUMENT in every other build.
+ */
+export async function _panicAsyncForTesting() {
+  await init();
+  if (typeof wasm.panicAsyncForTesting !== "function") {
+    throw new WasmChordError("INVALID_ARGUMENT", "not a panic-test build");
+  }
+  return callAsync(() => wasm.panicAsyncForTesting());
 }
 
 /**

@@ -72,5 +72,31 @@ test("a panic throws PANIC; old models throw MODEL_LOST; loading again works", {
   assert.throws(() => again.tokenize("a"), lost);
   const third = await pkg.loadModel(MODEL);
   assert.equal(await greedy(third), before);
-  third.dispose();
+
+  // A panic inside a future traps in a callback no caller sees (as in an
+  // async WebGPU step): the pending call still ends with PANIC, not never.
+  // The trap itself surfaces as an uncaught exception in that callback:
+  // capture it (the test asserts on the call's rejection, not on it).
+  const trapped = [];
+  process.setUncaughtExceptionCaptureCallback((e) => trapped.push(e));
+  try {
+    // Without the panic listener the call would never settle: give it 10 s.
+    const never = new Promise((_, r) => {
+      const t = setTimeout(() => r(Object.assign(new Error("never settled"), { code: "TIMEOUT" })), 10_000);
+      t.unref();
+    });
+    await assert.rejects(Promise.race([pkg._panicAsyncForTesting(), never]), (e) => {
+      assert.equal(e.code, "PANIC", `${e.code}: ${e.message}`);
+      assert.match(e.message, /deliberate panic in a future/);
+      return true;
+    });
+    await new Promise((r) => setTimeout(r, 10));
+  } finally {
+    process.setUncaughtExceptionCaptureCallback(null);
+  }
+  assert.ok(trapped.every((e) => e instanceof WebAssembly.RuntimeError), String(trapped));
+  assert.throws(() => third.tokenize("a"), (e) => e.code === "MODEL_LOST");
+  const fourth = await pkg.loadModel(MODEL);
+  assert.equal(await greedy(fourth), before);
+  fourth.dispose();
 });

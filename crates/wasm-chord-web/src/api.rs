@@ -93,12 +93,31 @@ pub fn panic_message() -> Option<String> {
     panic::message()
 }
 
+/// Sets the function called with the message when this instance panics
+/// (see `panic::set_listener`).
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen(js_name = setPanicListener)]
+pub fn set_panic_listener(f: js_sys::Function) {
+    panic::set_listener(f);
+}
+
 /// Panics on purpose: only in builds with the `panic-test` feature, to test
 /// the panic fallback end to end.
 #[cfg(feature = "panic-test")]
 #[wasm_bindgen(js_name = panicForTesting)]
 pub fn panic_for_testing() {
     panic!("deliberate panic (panic-test build)");
+}
+
+/// Panics on purpose inside a future, after one turn of the event loop's
+/// microtasks, as a panic in an async WebGPU step would: only in builds
+/// with the `panic-test` feature.
+#[cfg(feature = "panic-test")]
+#[wasm_bindgen(js_name = panicAsyncForTesting)]
+pub async fn panic_async_for_testing() {
+    let tick = js_sys::Promise::resolve(&wasm_bindgen::JsValue::NULL);
+    let _ = wasm_bindgen_futures::JsFuture::from(tick).await;
+    panic!("deliberate panic in a future (panic-test build)");
 }
 
 /// Receives a GGUF file in chunks (straight into wasm memory), hashing it

@@ -27,9 +27,37 @@ pub fn install() {
             }
             POISONED.store(true, Ordering::SeqCst);
             #[cfg(target_arch = "wasm32")]
-            web_console_error(&format!("wasm-chord panicked: {msg}"));
+            {
+                web_console_error(&format!("wasm-chord panicked: {msg}"));
+                notify_listener(&msg);
+            }
         }));
     });
+}
+
+#[cfg(target_arch = "wasm32")]
+thread_local! {
+    static LISTENER: std::cell::RefCell<Option<js_sys::Function>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Sets the JavaScript function the hook calls with the panic's message,
+/// before the instance traps. A panic inside a future (an async step that
+/// wasm-bindgen-futures polls from a JavaScript callback) traps in that
+/// callback, where no caller sees it; the wrapper's listener rejects the
+/// pending calls instead, so they end with `PANIC` rather than never. The
+/// listener must not call back into this instance.
+#[cfg(target_arch = "wasm32")]
+pub fn set_listener(f: js_sys::Function) {
+    LISTENER.with(|l| *l.borrow_mut() = Some(f));
+}
+
+#[cfg(target_arch = "wasm32")]
+fn notify_listener(msg: &str) {
+    let f = LISTENER.with(|l| l.try_borrow().ok().and_then(|l| l.clone()));
+    if let Some(f) = f {
+        let _ = f.call1(&wasm_bindgen::JsValue::NULL, &msg.into());
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
