@@ -160,31 +160,15 @@ impl Receiver {
     /// The lowercase hex sha256 of everything received so far (`None`
     /// after [`Receiver::skip_hash`]).
     pub fn sha256_hex(&self) -> Option<String> {
-        self.hasher.as_ref().map(|h| hex(&h.clone().finalize()))
+        digest_hex(self.hasher.as_ref())
     }
 
     /// All bytes, after checking the size, the header and, when given, the
     /// sha256 (lowercase or uppercase hex).
     pub fn finish(mut self, expected_sha256: Option<&str>) -> WebResult<Vec<u8>> {
-        if let Some(t) = self.total {
-            if self.buf.len() as u64 != t {
-                return Err(WebError::Integrity(format!(
-                    "received {} of {t} bytes",
-                    self.buf.len()
-                )));
-            }
-        }
+        check_size(self.buf.len() as u64, self.total)?;
         self.check_header(true)?;
-        if let Some(want) = expected_sha256 {
-            let got = self
-                .sha256_hex()
-                .ok_or_else(|| WebError::invalid("sha256", "the loader was told not to hash"))?;
-            if !want.eq_ignore_ascii_case(&got) {
-                return Err(WebError::Integrity(format!(
-                    "sha256 is {got}, expected {want}"
-                )));
-            }
-        }
+        check_sha256(self.hasher.as_ref(), expected_sha256)?;
         Ok(self.buf)
     }
 }
@@ -194,6 +178,37 @@ fn too_large(n: u64) -> WebError {
         "{n} bytes do not fit: the CPU path holds the whole file in wasm32 linear memory \
          (at most {MAX_MODEL_BYTES} bytes for the file)"
     ))
+}
+
+/// Lowercase hex of the digest so far (`None` when not hashing).
+pub(crate) fn digest_hex(hasher: Option<&Sha256>) -> Option<String> {
+    hasher.map(|h| hex(&h.clone().finalize()))
+}
+
+/// Every announced byte arrived (when a size was announced); both
+/// receivers check this at the end.
+pub(crate) fn check_size(received: u64, total: Option<u64>) -> WebResult<()> {
+    match total {
+        Some(t) if t != received => Err(WebError::Integrity(format!(
+            "received {received} of {t} bytes"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The digest equals `expected` (hex, either case) when one is expected.
+pub(crate) fn check_sha256(hasher: Option<&Sha256>, expected: Option<&str>) -> WebResult<()> {
+    let Some(want) = expected else {
+        return Ok(());
+    };
+    let got = digest_hex(hasher)
+        .ok_or_else(|| WebError::invalid("sha256", "the loader was told not to hash"))?;
+    if !want.eq_ignore_ascii_case(&got) {
+        return Err(WebError::Integrity(format!(
+            "sha256 is {got}, expected {want}"
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -108,9 +108,7 @@ impl<B: Backend> StreamReceiver<B> {
 
     /// The lowercase hex sha256 of everything received so far.
     pub fn sha256_hex(&self) -> Option<String> {
-        self.hasher
-            .as_ref()
-            .map(|h| crate::loader::hex(&h.clone().finalize()))
+        crate::loader::digest_hex(self.hasher.as_ref())
     }
 
     /// Takes the next chunk: hashes it, and uploads every tensor it
@@ -171,22 +169,8 @@ impl<B: Backend> StreamReceiver<B> {
     /// Checks that the file is complete (its announced size, every tensor)
     /// and the sha256 when given, then builds the model.
     pub fn finish(self, expected_sha256: Option<&str>) -> WebResult<Model<B>> {
-        if let Some(t) = self.total.filter(|&t| t != self.received) {
-            return Err(WebError::Integrity(format!(
-                "received {} of {t} bytes",
-                self.received
-            )));
-        }
-        if let Some(want) = expected_sha256 {
-            let got = self
-                .sha256_hex()
-                .ok_or_else(|| WebError::invalid("sha256", "the loader was told not to hash"))?;
-            if !want.eq_ignore_ascii_case(&got) {
-                return Err(WebError::Integrity(format!(
-                    "sha256 is {got}, expected {want}"
-                )));
-            }
-        }
+        crate::loader::check_size(self.received, self.total)?;
+        crate::loader::check_sha256(self.hasher.as_ref(), expected_sha256)?;
         match self.phase {
             Phase::Tensors(t) if t.next == t.order.len() => Ok(t.weights.finish()?),
             Phase::Tensors(t) => {
