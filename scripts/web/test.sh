@@ -54,9 +54,11 @@ trap 'rm -rf "$work"' EXIT
 PROMPT="Once upon a time"
 N=24
 # The dev-profile CLI (kernels are optimized in every profile, and Rust does
-# not reassociate floats, so its text equals a release build's); CI has
-# just built it for the test suite.
-cargo build --locked -q -p wasm-chord-cli
+# not reassociate floats, so its text equals a release build's), with the
+# features of scripts/test.sh so that CI reuses the binary the test suite
+# has just built instead of linking a second one (it runs on the CPU
+# backend either way).
+cargo build --locked -q -p wasm-chord-cli --features webgpu
 cli="$CARGO_TARGET_DIR/debug/wasmchord"
 "$cli" synth --arch llama --preset tiny --type q8_0 --seed 17 -o "$work/tiny.gguf" >/dev/null
 # A weight type the WebGPU backend lacks: "auto" must fall back to the CPU.
