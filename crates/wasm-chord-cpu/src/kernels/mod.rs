@@ -11,7 +11,8 @@
 //! Kernels so far (x86-64 with AVX2, FMA and F16C, ported from ggml-cpu's
 //! `arch/x86/quants.c`): Q8_0·Q8_0, Q5_0·Q8_0, Q4_0·Q8_0, Q4_K·Q8_K, Q5_K·Q8_K,
 //! Q6_K·Q8_K; the same six with NEON on aarch64 (`neon.rs`, `sdot` where the
-//! CPU has dotprod).
+//! CPU has dotprod) and with wasm `simd128` where the build enables it
+//! (`simd128.rs`; wasm has no run-time detection).
 
 pub(crate) mod attn;
 #[cfg(target_arch = "x86_64")]
@@ -21,6 +22,8 @@ mod avx512;
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon;
 mod portable;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
 #[cfg(test)]
 mod tests;
 pub(crate) mod tiled;
@@ -106,8 +109,9 @@ impl<A: 'static> RowKernel<A> {
 }
 
 /// Defines the safe entry points of one weight type: the AVX2 kernel when
-/// the CPU has it, the NEON kernel of the same name on aarch64, otherwise
-/// `$fallback` (the scalar reference unless given).
+/// the CPU has it, the NEON kernel of the same name on aarch64, the simd128
+/// one on wasm32 built with `simd128`, otherwise `$fallback` (the scalar
+/// reference unless given).
 macro_rules! row_kernel {
     ($(#[$doc:meta])* $name:ident, $block:ty, $act:ty, $avx2:ident) => {
         row_kernel!($(#[$doc])* $name, $block, $act, $avx2, dot_scalar::<$block>);
@@ -126,6 +130,9 @@ macro_rules! row_kernel {
                 // NEON is in the aarch64 baseline (dotprod is detected inside).
                 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
                 return neon::$avx2::<1>(row, [acts])[0];
+                // simd128 is a compile-time feature on wasm.
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                return simd128::$avx2::<1>(row, [acts])[0];
                 #[allow(unreachable_code)]
                 $fallback(row, acts)
             }
@@ -137,6 +144,8 @@ macro_rules! row_kernel {
                 }
                 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
                 return neon::$avx2::<4>(row, acts);
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                return simd128::$avx2::<4>(row, acts);
                 #[allow(unreachable_code)]
                 acts.map(|a| $fallback(row, a))
             }
