@@ -103,14 +103,13 @@ fn attention_in_tasks<T: KvElem>(
                         val.push(crate::kernels::dot_f32(qv, &row));
                     }
                 }
-                let mut max = f32::NEG_INFINITY;
-                for s in val.iter_mut() {
-                    *s *= p.scale;
-                    if let Some(cap) = p.softcap {
-                        *s = cap * (*s * (1.0 / cap)).tanh();
-                    }
-                    max = max.max(*s);
+                match p.softcap {
+                    None => val.iter_mut().for_each(|s| *s *= p.scale),
+                    Some(cap) => val
+                        .iter_mut()
+                        .for_each(|s| *s = cap * ((*s * p.scale) * (1.0 / cap)).tanh()),
                 }
+                let max = max_of(val);
                 // Softmax as ggml's soft_max: its exp polynomial, sums of
                 // 16-lane chunks of cache rows added in f64 (see
                 // `softmax_sum`); probabilities rounded to f16 as ggml's
@@ -161,6 +160,24 @@ pub(crate) fn ggml_expf(x: f32) -> f32 {
     // |n| <= 192 here, well inside f64's exponent range.
     let two_n = f64::from_bits(((n as i64 + 1023) as u64) << 52);
     (f64::from(j) * two_n) as f32
+}
+
+/// The largest value (ignoring NaNs; `-inf` for none), in 16 independent
+/// lanes so that it vectorizes: one `max` chain over every score was a
+/// serial dependency. The maximum does not depend on the order.
+fn max_of(v: &[f32]) -> f32 {
+    let chunks = v.chunks_exact(16);
+    let rest = chunks.remainder();
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = m.max(x);
+        }
+    }
+    lanes
+        .iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &x| m.max(x))
 }
 
 /// The softmax denominator (rows `idx`, values `val`) as ggml-cpu's
@@ -245,6 +262,19 @@ mod tests {
                 (s as f32 / u32::MAX as f32) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn max_of_is_the_serial_maximum() {
+        for n in [0usize, 1, 15, 16, 17, 100, 515] {
+            let mut v = rand_vec(n, n as u32 + 3);
+            if n > 20 {
+                v[7] = f32::NAN;
+                v[n - 2] += 4.0;
+            }
+            let want = v.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            assert_eq!(max_of(&v).to_bits(), want.to_bits(), "n = {n}");
+        }
     }
 
     /// Two-pass softmax reference with an explicit score vector.

@@ -29,6 +29,7 @@ mod attention;
 mod kernels;
 mod matmul;
 mod ops;
+mod scratch;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -44,7 +45,8 @@ pub use matmul::MATMUL_TYPES;
 /// The CPU backend.
 #[derive(Debug, Default, Clone)]
 pub struct CpuBackend {
-    _private: (),
+    /// Work vectors reused from call to call (shared by clones).
+    scratch: std::sync::Arc<scratch::Pool>,
 }
 
 impl CpuBackend {
@@ -229,7 +231,7 @@ impl Backend for CpuBackend {
         n_tokens: usize,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        matmul::matmul(w, x, n_tokens, out)
+        matmul::matmul(w, x, n_tokens, out, &self.scratch)
     }
 
     fn add_bias(&self, x: &mut Vec<f32>, bias: &CpuWeight, n_rows: usize) -> Result<()> {

@@ -4,6 +4,7 @@
 
 use crate::kernels::tiled::{self, Tiling, TILE_PAIRS, TILE_ROWS};
 use crate::kernels::{self, RowKernel};
+use crate::scratch::Pool;
 use crate::{need, shape, CpuWeight};
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -34,7 +35,13 @@ pub const MATMUL_TYPES: &[GgmlType] = &[
 const ROWS_PER_TASK: usize = 16;
 
 /// `out[t][r] = Σ_i x[t][i] · W[r][i]`.
-pub fn matmul(w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<()> {
+pub(crate) fn matmul(
+    w: &CpuWeight,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    pool: &Pool,
+) -> Result<()> {
     need("matmul", "x", x.len(), n_tokens * w.cols)?;
     need("matmul", "out", out.len(), n_tokens * w.rows)?;
     let out = &mut out[..n_tokens * w.rows];
@@ -49,11 +56,11 @@ pub fn matmul(w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Res
     }
     if n_tokens >= TILED_MIN_TOKENS && tiled::available() {
         match w.ty {
-            GgmlType::Q8_0 => return mm_tiled(w, x, n_tokens, out, tiled::Kind::Q8_0),
-            GgmlType::Q5_0 => return mm_tiled(w, x, n_tokens, out, tiled::Kind::Q5_0),
-            GgmlType::Q4_0 => return mm_tiled(w, x, n_tokens, out, tiled::Kind::Q4_0),
-            GgmlType::Q4_K => return mm_tiled(w, x, n_tokens, out, tiled::Q4K),
-            GgmlType::Q6_K => return mm_tiled(w, x, n_tokens, out, tiled::Q6K),
+            GgmlType::Q8_0 => return mm_tiled(w, x, n_tokens, out, pool, tiled::Kind::Q8_0),
+            GgmlType::Q5_0 => return mm_tiled(w, x, n_tokens, out, pool, tiled::Kind::Q5_0),
+            GgmlType::Q4_0 => return mm_tiled(w, x, n_tokens, out, pool, tiled::Kind::Q4_0),
+            GgmlType::Q4_K => return mm_tiled(w, x, n_tokens, out, pool, tiled::Q4K),
+            GgmlType::Q6_K => return mm_tiled(w, x, n_tokens, out, pool, tiled::Q6K),
             _ => {}
         }
     }
@@ -204,6 +211,7 @@ fn mm_tiled<K: Tiling>(
     x: &[f32],
     n_tokens: usize,
     out: &mut [f32],
+    pool: &Pool,
     kind: K,
 ) -> Result<()> {
     let cols = w.cols;
@@ -220,9 +228,10 @@ fn mm_tiled<K: Tiling>(
     let data = w.data.as_slice();
     need("matmul", "weight bytes", data.len(), row_bytes * rows)?;
     need("matmul", "out", out.len(), n_tokens * rows)?;
-    let mut acts = vec![K::Act::default(); n_tokens * nb];
+    let mut acts = pool.take(n_tokens * nb, K::Act::default());
     quantize_activations(x, &mut acts)?;
-    let pairs = kind.pairs(&acts, n_tokens, nb);
+    let mut pairs = pool.take(0, K::A::default());
+    kind.pairs_into(&acts, n_tokens, nb, &mut pairs);
     drop(acts);
     let n_pairs = n_tokens.div_ceil(2);
     let dst = OutPtr(out.as_mut_ptr());

@@ -65,7 +65,7 @@ pub(crate) trait Tiling: Copy + Send + Sync {
     /// A decoded weight block.
     type W: Copy + Send + Sync;
     /// Block `i` of a pair of tokens.
-    type A: Send + Sync;
+    type A: Clone + Default + Send + Sync + 'static;
     /// The activation block type (the weight type's vec-dot partner).
     type Act: GgmlBlock + Default + Clone;
     /// Values per block.
@@ -75,9 +75,15 @@ pub(crate) trait Tiling: Copy + Send + Sync {
     /// Decodes one stored block (`x.len() >= type_size`).
     fn decode(self, x: &[u8]) -> Self::W;
     /// The activations of `n_tokens` tokens (`nb` blocks each, token-major)
-    /// as pairs, pair-major: pair `p`'s block `i` at `p · nb + i`. An odd
-    /// last token is paired with zeros.
-    fn pairs(self, acts: &[Self::Act], n_tokens: usize, nb: usize) -> Vec<Self::A>;
+    /// as pairs, pair-major, into `out` (its contents replaced): pair `p`'s
+    /// block `i` at `p · nb + i`. An odd last token is paired with zeros.
+    fn pairs_into(self, acts: &[Self::Act], n_tokens: usize, nb: usize, out: &mut Vec<Self::A>);
+    /// [`Tiling::pairs_into`] a new vector.
+    fn pairs(self, acts: &[Self::Act], n_tokens: usize, nb: usize) -> Vec<Self::A> {
+        let mut out = Vec::new();
+        self.pairs_into(acts, n_tokens, nb, &mut out);
+        out
+    }
     /// `rows` decoded rows (`w`, row-major, `nb` blocks each; at most
     /// [`TILE_ROWS`]) against `pairs` token pairs (`acts`; at most
     /// [`TILE_PAIRS`]): `out[r][p][h]` is row `r` · token `2p + h`.
@@ -156,11 +162,13 @@ fn for_pairs<Act, A: Clone>(
     acts: &[Act],
     n_tokens: usize,
     nb: usize,
+    out: &mut Vec<A>,
     empty: A,
     mut f: impl FnMut(usize, &mut A, &Act),
-) -> Vec<A> {
+) {
     let n_pairs = n_tokens.div_ceil(2);
-    let mut out = vec![empty; n_pairs * nb];
+    out.clear();
+    out.resize(n_pairs * nb, empty);
     for (p, pair) in out.chunks_exact_mut(nb).enumerate() {
         for h in 0..2 {
             let t = 2 * p + h;
@@ -172,7 +180,6 @@ fn for_pairs<Act, A: Clone>(
             }
         }
     }
-    out
 }
 
 impl Tiling for Kind {
@@ -215,9 +222,9 @@ impl Tiling for Kind {
         WBlock { q, d }
     }
 
-    fn pairs(self, acts: &[BlockQ8_0], n_tokens: usize, nb: usize) -> Vec<PairBlock> {
+    fn pairs_into(self, acts: &[BlockQ8_0], n_tokens: usize, nb: usize, out: &mut Vec<PairBlock>) {
         let off = self.offset();
-        for_pairs(acts, n_tokens, nb, PairBlock::default(), |h, pb, a| {
+        for_pairs(acts, n_tokens, nb, out, PairBlock::default(), |h, pb, a| {
             pb.qs[32 * h..32 * h + 32].copy_from_slice(&a.qs);
             for (k, c) in pb.corr[8 * h..8 * h + 8].iter_mut().enumerate() {
                 let s: i32 = a.qs[4 * k..4 * k + 4].iter().map(|&v| i32::from(v)).sum();
@@ -269,19 +276,26 @@ impl Default for PairBlockK {
 }
 
 /// [`Tiling::pairs`] of the K-quants.
-fn pairs_k(acts: &[BlockQ8K], n_tokens: usize, nb: usize) -> Vec<PairBlockK> {
-    for_pairs(acts, n_tokens, nb, PairBlockK::default(), |h, pb, a| {
-        for c in 0..8 {
-            pb.qs[64 * c + 32 * h..64 * c + 32 * h + 32]
-                .copy_from_slice(&a.qs[32 * c..32 * c + 32]);
-        }
-        pb.bsums[16 * h..16 * h + 16].copy_from_slice(&a.bsums);
-        pb.d[8 * h..8 * h + 8].fill(a.d);
-        for c in 0..8 {
-            pb.sums32[8 * h + c] = a.bsums[2 * c].wrapping_add(a.bsums[2 * c + 1]);
-        }
-        pb.neg_d[4 * h..4 * h + 4].fill(-a.d);
-    })
+fn pairs_k(acts: &[BlockQ8K], n_tokens: usize, nb: usize, out: &mut Vec<PairBlockK>) {
+    for_pairs(
+        acts,
+        n_tokens,
+        nb,
+        out,
+        PairBlockK::default(),
+        |h, pb, a| {
+            for c in 0..8 {
+                pb.qs[64 * c + 32 * h..64 * c + 32 * h + 32]
+                    .copy_from_slice(&a.qs[32 * c..32 * c + 32]);
+            }
+            pb.bsums[16 * h..16 * h + 16].copy_from_slice(&a.bsums);
+            pb.d[8 * h..8 * h + 8].fill(a.d);
+            for c in 0..8 {
+                pb.sums32[8 * h + c] = a.bsums[2 * c].wrapping_add(a.bsums[2 * c + 1]);
+            }
+            pb.neg_d[4 * h..4 * h + 4].fill(-a.d);
+        },
+    )
 }
 
 /// Q6_K weights (210-byte blocks) with Q8_K activations, in the order of
@@ -343,8 +357,8 @@ impl Tiling for Q6K {
         WBlockQ6K { q, sc, neg32_sc, d }
     }
 
-    fn pairs(self, acts: &[BlockQ8K], n_tokens: usize, nb: usize) -> Vec<PairBlockK> {
-        pairs_k(acts, n_tokens, nb)
+    fn pairs_into(self, acts: &[BlockQ8K], n_tokens: usize, nb: usize, out: &mut Vec<PairBlockK>) {
+        pairs_k(acts, n_tokens, nb, out)
     }
 
     fn tile(
@@ -428,8 +442,8 @@ impl Tiling for Q4K {
         }
     }
 
-    fn pairs(self, acts: &[BlockQ8K], n_tokens: usize, nb: usize) -> Vec<PairBlockK> {
-        pairs_k(acts, n_tokens, nb)
+    fn pairs_into(self, acts: &[BlockQ8K], n_tokens: usize, nb: usize, out: &mut Vec<PairBlockK>) {
+        pairs_k(acts, n_tokens, nb, out)
     }
 
     fn tile(
