@@ -9,7 +9,8 @@
 //! With `--profile` (and an adapter with timestamp queries) a second run
 //! prints the GPU time of every kernel. `--pass-per-dispatch` records each
 //! dispatch in its own compute pass (default: one pass per submission);
-//! `--both-modes` times both. `--check N` (default 32, 0 to skip)
+//! `--both-modes` times both. `--submit-every 0,64` times each number of
+//! dispatches per submission (0: submit only at read-backs). `--check N` (default 32, 0 to skip)
 //! first runs an N-token prompt on this backend and on the CPU backend and
 //! prints how their logits agree at every position.
 
@@ -30,6 +31,8 @@ struct Args {
     check: usize,
     pass_per_dispatch: bool,
     both_modes: bool,
+    /// Dispatches per submission to time (empty: the backend's default).
+    submit_every: Vec<u64>,
 }
 
 fn args() -> Args {
@@ -43,6 +46,7 @@ fn args() -> Args {
         check: 32,
         pass_per_dispatch: false,
         both_modes: false,
+        submit_every: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -56,6 +60,9 @@ fn args() -> Args {
             "--profile" => a.profile = true,
             "--pass-per-dispatch" => a.pass_per_dispatch = true,
             "--both-modes" => a.both_modes = true,
+            "--submit-every" => {
+                a.submit_every = val().split(',').filter_map(|v| v.parse().ok()).collect()
+            }
             "--check" => a.check = val().parse().unwrap_or(32),
             other => eprintln!("ignoring {other}"),
         }
@@ -186,8 +193,21 @@ fn main() {
         } else {
             &[a.pass_per_dispatch]
         };
-        for &per in modes {
+        let every: Vec<Option<u64>> = if a.submit_every.is_empty() {
+            vec![None]
+        } else {
+            a.submit_every.iter().map(|&n| Some(n)).collect()
+        };
+        let modes: Vec<(bool, Option<u64>)> = modes
+            .iter()
+            .flat_map(|&per| every.iter().map(move |&n| (per, n)))
+            .collect();
+        for (per, every) in modes {
             backend.set_pass_per_dispatch(per);
+            if let Some(n) = every {
+                backend.set_submit_every(n);
+                println!("  submitting every {n} dispatches (0: at read-backs only)");
+            }
             println!(
                 "  {}:",
                 if per {

@@ -17,6 +17,9 @@ use wasm_chord_core::backend::{BackendError, Result};
 /// Bytes of the parameter arena (grown when one pass needs more).
 const ARENA_BYTES: u64 = 1 << 20;
 
+/// Dispatches per submission by default (see [`Ctx::set_submit_every`]).
+const SUBMIT_EVERY: u64 = 64;
+
 /// One binding of a dispatch, in binding order starting at 1 (binding 0 is
 /// always the parameter words).
 pub(crate) enum Bind<'a> {
@@ -62,6 +65,12 @@ struct State {
     wait_ns: u64,
     /// Record each dispatch in a compute pass of its own.
     pass_per_dispatch: bool,
+    /// Submit after this many dispatches (0: only when a result is read),
+    /// so that the device starts on the first layers while the host still
+    /// records the last ones.
+    submit_every: u64,
+    /// Dispatches recorded since the last submission.
+    pending: u64,
     profiler: Option<Profiler>,
 }
 
@@ -111,6 +120,8 @@ impl Ctx {
                 record_ns: 0,
                 wait_ns: 0,
                 pass_per_dispatch: false,
+                submit_every: SUBMIT_EVERY,
+                pending: 0,
                 profiler: None,
             }),
         }
@@ -175,6 +186,13 @@ impl Ctx {
         let mut st = lock(&self.state);
         self.flush_locked(&mut st);
         st.pass_per_dispatch = on;
+    }
+
+    /// Submits the recorded work after every `n` dispatches (0: only when
+    /// the host reads a result).
+    pub fn set_submit_every(&self, n: u64) {
+        let mut st = lock(&self.state);
+        st.submit_every = n;
     }
 
     /// Forgets the profile totals.
@@ -364,6 +382,10 @@ impl Ctx {
                 pass.dispatch_workgroups(groups.0, groups.1, groups.2);
             }
             st.passes += 1;
+            st.pending += 1;
+            if st.submit_every > 0 && st.pending >= st.submit_every {
+                self.flush_locked(st);
+            }
             return;
         }
         st.pass = None;
@@ -430,6 +452,7 @@ impl Ctx {
     fn flush_locked(&self, st: &mut State) {
         // Ends the open pass before the encoder is finished.
         st.pass = None;
+        st.pending = 0;
         if !st.arena_host.is_empty() {
             self.queue.write_buffer(&st.arena, 0, &st.arena_host);
             st.arena_host.clear();

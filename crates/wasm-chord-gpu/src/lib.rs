@@ -211,6 +211,14 @@ impl GpuBackend {
         self.ctx.set_pass_per_dispatch(on)
     }
 
+    /// Submits the recorded work to the device after every `n` dispatches
+    /// (default 64; 0: only when the host reads a result), so that the
+    /// device runs the first layers of a forward pass while the host still
+    /// records the rest.
+    pub fn set_submit_every(&self, n: u64) {
+        self.ctx.set_submit_every(n)
+    }
+
     /// Allows (default) or forbids subgroup operations in the kernels that
     /// have a subgroup variant (the matrix-vector reduction); without them
     /// the workgroup-memory path runs. Affects kernels compiled later.
@@ -348,7 +356,7 @@ impl Backend for GpuBackend {
         out: &mut GpuBuffer,
     ) -> Result<()> {
         out.touch();
-        self.op_matmul(w, x, n_tokens, out)
+        self.op_matmul(w, x, n_tokens, out, None)
     }
 
     fn add_bias(&self, x: &mut GpuBuffer, bias: &GpuWeight, n_rows: usize) -> Result<()> {
@@ -389,6 +397,44 @@ impl Backend for GpuBackend {
     fn glu(&self, kind: GluKind, gate: &mut GpuBuffer, up: &GpuBuffer, n: usize) -> Result<()> {
         gate.touch();
         self.op_glu(kind, gate, up, n)
+    }
+
+    fn add_rms_norm(
+        &self,
+        x: &mut GpuBuffer,
+        b: &GpuBuffer,
+        b_norm: Option<&GpuWeight>,
+        weight: &GpuWeight,
+        eps: f32,
+        n_rows: usize,
+        dim: usize,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        x.touch();
+        out.touch();
+        self.op_add_rms_norm(x, b, b_norm, weight, eps, n_rows, dim, out)
+    }
+
+    fn matmul_glu(
+        &self,
+        kind: GluKind,
+        w_gate: &GpuWeight,
+        w_up: &GpuWeight,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        rows: usize,
+        gate: &mut GpuBuffer,
+        up: &mut GpuBuffer,
+    ) -> Result<()> {
+        gate.touch();
+        if self.fuses_glu(w_gate, w_up, n_tokens, rows) {
+            self.op_matmul(w_gate, x, n_tokens, gate, None)?;
+            return self.op_matmul(w_up, x, n_tokens, gate, Some(kind));
+        }
+        up.touch();
+        self.op_matmul(w_gate, x, n_tokens, gate, None)?;
+        self.op_matmul(w_up, x, n_tokens, up, None)?;
+        self.op_glu(kind, gate, up, n_tokens * rows)
     }
 
     fn write_rows(

@@ -14,11 +14,18 @@ const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const EMBED: &str = include_str!("shaders/embed.wgsl");
 const QUANTIZE: &str = include_str!("shaders/quantize.wgsl");
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
+const ADD_RMS_NORM: &str = include_str!("shaders/add_rms_norm.wgsl");
 const ROPE: &str = include_str!("shaders/rope.wgsl");
 const ADD: &str = include_str!("shaders/add.wgsl");
 const ADD_BIAS: &str = include_str!("shaders/add_bias.wgsl");
 const MAP: &str = include_str!("shaders/map.wgsl");
 const GLU: &str = include_str!("shaders/glu.wgsl");
+const GLU_ACT: &str = include_str!("shaders/glu_act.wgsl");
+
+/// The store of `matvec32.wgsl` and its replacement in the variant fused
+/// with the gated activation (`y` holds the gate product when it runs).
+const STORE: &str = "fn store(i: u32, v: f32) { y[i] = v; }";
+const STORE_GLU: &str = "fn store(i: u32, v: f32) { y[i] = glu_act(y[i], p[8]) * v; }";
 const WRITE_ROWS: &str = include_str!("shaders/write_rows.wgsl");
 
 /// Most tokens the matrix-vector kernel takes at once; longer batches use
@@ -77,7 +84,7 @@ const SUBGROUP_REDUCE: &str = "    for (var t = 0u; t < nt; t++) {
         acc[t] = v;
     }
     if (r < rows && lane < nt) {
-        y[(t0 + lane) * p[3] + p[4] + r] = acc[lane];
+        store((t0 + lane) * p[3] + p[4] + r, acc[lane]);
     }
 ";
 
@@ -182,12 +189,32 @@ impl GpuBackend {
         Ok(buf)
     }
 
+    /// Whether [`GpuBackend::op_matmul`] can fuse the gated activation into
+    /// the up projection: the matrix-vector kernel on whole sub-blocks, both
+    /// weights of the same shape.
+    pub(crate) fn fuses_glu(
+        &self,
+        w_gate: &GpuWeight,
+        w_up: &GpuWeight,
+        n_tokens: usize,
+        rows: usize,
+    ) -> bool {
+        n_tokens <= MV_TOKENS
+            && w_up.cols % 32 == 0
+            && (w_gate.rows, w_gate.cols) == (w_up.rows, w_up.cols)
+            && w_up.rows == rows
+    }
+
+    /// `out = w · x` for `n_tokens` tokens; with `glu`, `out = act(out) ·
+    /// (w · x)` instead (the matrix-vector kernel only: see
+    /// [`GpuBackend::fuses_glu`]).
     pub(crate) fn op_matmul(
         &self,
         w: &GpuWeight,
         x: &GpuBuffer,
         n_tokens: usize,
         out: &mut GpuBuffer,
+        glu: Option<GluKind>,
     ) -> Result<()> {
         let ty_name = wgsl_name(w.ty).ok_or_else(|| unsupported("matmul", w.ty))?;
         let block = w.ty.block_size();
@@ -235,16 +262,32 @@ impl GpuBackend {
         let sg = self.subgroup_width();
         let shuffle = whole && !tiled && sg >= 4;
         let tpr = if shuffle { tpr.min(sg) } else { tpr };
+        if glu.is_some() && (tiled || !whole) {
+            return Err(shape(
+                "matmul",
+                "a fused GLU needs the matrix-vector kernel".into(),
+            ));
+        }
         let key = if tiled {
             format!("{kind}_{ty_name}")
         } else {
-            format!("{kind}_{ty_name}_{tpr}{}", if shuffle { "_sg" } else { "" })
+            format!(
+                "{kind}_{ty_name}_{tpr}{}{}",
+                if shuffle { "_sg" } else { "" },
+                if glu.is_some() { "_glu" } else { "" }
+            )
         };
         let pipe = self.ctx.pipeline(&key, || {
             let src = with_deq(body, ty_name);
             let src = if shuffle { subgroup_variant(&src) } else { src };
+            let src = if glu.is_some() {
+                format!("{}\n{GLU_ACT}", src.replace(STORE, STORE_GLU))
+            } else {
+                src
+            };
             src.replace("TPR", &format!("{tpr}u"))
         });
+        let glu_kind = glu.map_or(0, |k| u32::from(k == GluKind::GeluTanh));
         for part in &w.parts {
             let common = [
                 u32_of("matmul", part.rows)?,
@@ -255,6 +298,7 @@ impl GpuBackend {
                 0,
                 u32_of("matmul", w.row_bytes)?,
                 0,
+                glu_kind,
             ];
             if tiled {
                 let mut p = common;
@@ -400,6 +444,59 @@ impl GpuBackend {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn op_add_rms_norm(
+        &self,
+        x: &mut GpuBuffer,
+        b: &GpuBuffer,
+        b_norm: Option<&GpuWeight>,
+        weight: &GpuWeight,
+        eps: f32,
+        n_rows: usize,
+        dim: usize,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        let op = "add_rms_norm";
+        let w = f32_vector(weight, op)?;
+        let bw = match b_norm {
+            Some(bn) => {
+                if bn.cols != dim {
+                    return Err(shape(op, format!("b's norm {} != dim {dim}", bn.cols)));
+                }
+                f32_vector(bn, op)?
+            }
+            None => w,
+        };
+        if weight.cols != dim {
+            return Err(shape(op, format!("weight {} != dim {dim}", weight.cols)));
+        }
+        need(op, "x", x.len, n_rows * dim)?;
+        need(op, "b", b.len, n_rows * dim)?;
+        need(op, "out", out.len, n_rows * dim)?;
+        let (g, gx) = grid(n_rows as u64);
+        let pipe = self.simple(op, ADD_RMS_NORM);
+        self.ctx.dispatch(
+            op,
+            &pipe,
+            &[
+                u32_of(op, dim)?,
+                eps.to_bits(),
+                u32_of(op, n_rows)?,
+                gx,
+                u32::from(b_norm.is_some()),
+            ],
+            &[
+                Bind::Buf(&x.buf),
+                Bind::Buf(&b.buf),
+                Bind::Buf(bw),
+                Bind::Buf(w),
+                Bind::Buf(&out.buf),
+            ],
+            g,
+        );
+        Ok(())
+    }
+
     pub(crate) fn op_rope(
         &self,
         x: &mut GpuBuffer,
@@ -493,7 +590,7 @@ impl GpuBackend {
         need("glu", "gate", gate.len, n)?;
         need("glu", "up", up.len, n)?;
         let (g, tx) = grid64(n as u64);
-        let pipe = self.simple("glu", GLU);
+        let pipe = self.ctx.pipeline("glu", || format!("{GLU}\n{GLU_ACT}"));
         self.ctx.dispatch(
             "glu",
             &pipe,

@@ -91,6 +91,119 @@ fn matvec_without_subgroups_matches_cpu() {
 }
 
 #[test]
+fn add_rms_norm_matches_cpu_composed_ops() {
+    // The fused kernel against the CPU backend's default (rms_norm of b
+    // when asked, add, rms_norm), with and without the norm of b, on one
+    // row (decoding), several rows and a row length that is not a multiple
+    // of the workgroup.
+    let g = gpu_or_skip!();
+    let c = cpu();
+    for (case, (rows, dim)) in [(1usize, 640usize), (3, 2048), (5, 100)]
+        .into_iter()
+        .enumerate()
+    {
+        let s = 20 * case as u64;
+        let nw = |seed| rand_vec(dim, seed).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let file = gguf(&[
+            ("w", dim, 1, GgmlType::F32, nw(s + 1)),
+            ("bn", dim, 1, GgmlType::F32, nw(s + 2)),
+        ]);
+        let x: Vec<f32> = rand_vec(rows * dim, s + 3)
+            .iter()
+            .map(|v| v * 4.0)
+            .collect();
+        let b: Vec<f32> = rand_vec(rows * dim, s + 4)
+            .iter()
+            .map(|v| v * 2.0)
+            .collect();
+        let (wg, wc) = (weight(&*g, &file, "w"), weight(&c, &file, "w"));
+        let (bng, bnc) = (weight(&*g, &file, "bn"), weight(&c, &file, "bn"));
+        for normed in [false, true] {
+            let mut xg = g.upload(&x).unwrap();
+            let mut xc = c.upload(&x).unwrap();
+            let mut og = g.upload(&rand_vec(rows * dim, s + 5)).unwrap();
+            let mut oc = c.alloc(rows * dim).unwrap();
+            let (bg, bc) = (g.upload(&b).unwrap(), c.upload(&b).unwrap());
+            let (ng, nc) = if normed {
+                (Some(&bng), Some(&bnc))
+            } else {
+                (None, None)
+            };
+            g.add_rms_norm(&mut xg, &bg, ng, &wg, 1e-6, rows, dim, &mut og)
+                .unwrap();
+            c.add_rms_norm(&mut xc, &bc, nc, &wc, 1e-6, rows, dim, &mut oc)
+                .unwrap();
+            let ex = rel_l2(&read(&*g, &xg), &read(&c, &xc));
+            let eo = rel_l2(&read(&*g, &og), &read(&c, &oc));
+            assert!(
+                ex < 1e-6 && eo < 1e-6,
+                "{rows}x{dim} normed={normed}: x {ex}, out {eo}"
+            );
+            // The residual really changed (b is not ignored).
+            assert!(rel_l2(&read(&*g, &xg), &x) > 0.1);
+        }
+    }
+}
+
+#[test]
+fn matmul_glu_matches_cpu_composed_ops() {
+    // The up projection with the activation in its store (1-8 tokens),
+    // and the unfused path (9 tokens, the tiled kernel), against the CPU
+    // backend's matmul, matmul, glu; also with the workgroup-memory
+    // reduction.
+    let shared = gpu_or_skip!();
+    let plain = GpuBackend::new().unwrap();
+    plain.set_subgroups(false);
+    let c = cpu();
+    let (cols, rows) = (512usize, 72usize);
+    for (i, &ty) in [
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::Q8_0,
+        GgmlType::F16,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let s = 200 + 10 * i as u64;
+        let file = gguf(&[
+            ("gate", cols, rows, ty, rand_vec(cols * rows, s)),
+            ("up", cols, rows, ty, rand_vec(cols * rows, s + 1)),
+        ]);
+        for g in [&*shared, &plain] {
+            let (ggw, cgw) = (weight(g, &file, "gate"), weight(&c, &file, "gate"));
+            let (guw, cuw) = (weight(g, &file, "up"), weight(&c, &file, "up"));
+            for n in [1usize, 3, 8, 9] {
+                let x: Vec<f32> = rand_vec(n * cols, s + 2 + n as u64)
+                    .iter()
+                    .map(|v| v * 0.3)
+                    .collect();
+                let (xg, xc) = (g.upload(&x).unwrap(), c.upload(&x).unwrap());
+                for kind in [GluKind::Silu, GluKind::GeluTanh] {
+                    let mut gg = g.alloc(n * rows).unwrap();
+                    let mut ug = g.alloc(n * rows).unwrap();
+                    let mut gc = c.alloc(n * rows).unwrap();
+                    let mut uc = c.alloc(n * rows).unwrap();
+                    g.matmul_glu(kind, &ggw, &guw, &xg, n, rows, &mut gg, &mut ug)
+                        .unwrap();
+                    c.matmul_glu(kind, &cgw, &cuw, &xc, n, rows, &mut gc, &mut uc)
+                        .unwrap();
+                    let e = rel_l2(&read(g, &gg), &read(&c, &gc));
+                    assert!(e < 2e-3, "{ty:?} n={n} {kind:?}: relative L2 {e}");
+                    // The same backend's unfused ops give the same values.
+                    let mut g2 = g.alloc(n * rows).unwrap();
+                    g.matmul(&ggw, &xg, n, &mut g2).unwrap();
+                    g.matmul(&guw, &xg, n, &mut ug).unwrap();
+                    g.glu(kind, &mut g2, &ug, n * rows).unwrap();
+                    let d = rel_l2(&read(g, &gg), &read(g, &g2));
+                    assert!(d < 1e-6, "{ty:?} n={n} {kind:?}: fused vs unfused {d}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn weights_split_by_rows_give_the_same_products_and_embeddings() {
     if gpu().is_none() {
         return;

@@ -491,6 +491,43 @@ impl Backend for AnyBackend {
             => b.glu(kind, g, u, n))
     }
 
+    fn add_rms_norm(
+        &self,
+        x: &mut AnyBuffer,
+        bb: &AnyBuffer,
+        b_norm: Option<&AnyWeight>,
+        weight: &AnyWeight,
+        eps: f32,
+        n_rows: usize,
+        dim: usize,
+        out: &mut AnyBuffer,
+    ) -> Result<()> {
+        match b_norm {
+            Some(bn) => dispatch!("add_rms_norm", b = self, x: AnyBuffer = x, c: AnyBuffer = bb,
+                bn: AnyWeight = bn, w: AnyWeight = weight, o: AnyBuffer = out
+                => b.add_rms_norm(x, c, Some(bn), w, eps, n_rows, dim, o)),
+            None => dispatch!("add_rms_norm", b = self, x: AnyBuffer = x, c: AnyBuffer = bb,
+                w: AnyWeight = weight, o: AnyBuffer = out
+                => b.add_rms_norm(x, c, None, w, eps, n_rows, dim, o)),
+        }
+    }
+
+    fn matmul_glu(
+        &self,
+        kind: GluKind,
+        w_gate: &AnyWeight,
+        w_up: &AnyWeight,
+        x: &AnyBuffer,
+        n_tokens: usize,
+        rows: usize,
+        gate: &mut AnyBuffer,
+        up: &mut AnyBuffer,
+    ) -> Result<()> {
+        dispatch!("matmul_glu", b = self, wg: AnyWeight = w_gate, wu: AnyWeight = w_up,
+            x: AnyBuffer = x, g: AnyBuffer = gate, u: AnyBuffer = up
+            => b.matmul_glu(kind, wg, wu, x, n_tokens, rows, g, u))
+    }
+
     fn write_rows(
         &self,
         dst: &mut AnyCache,

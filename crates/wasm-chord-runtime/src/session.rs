@@ -315,9 +315,15 @@ impl<'m, B: Backend> Session<'m, B> {
         let mut gate = be.alloc(n * c.n_ff)?;
         let mut up = be.alloc(n * c.n_ff)?;
 
+        // Each layer's residual adds run fused with the norm that follows
+        // them (the next block's, or the output norm), so `h` already holds
+        // a layer's normalized input when it starts.
+        let fuse_out = rows == n && rows > 0;
+        if let Some(first) = m.layers.first() {
+            be.rms_norm(&x, &first.attn_norm, c.rms_eps, n, e, &mut h)?;
+        }
         for (il, layer) in m.layers.iter().enumerate() {
             let swa = c.is_swa(il);
-            be.rms_norm(&x, &layer.attn_norm, c.rms_eps, n, e, &mut h)?;
             be.matmul(&layer.wq, &h, n, &mut q)?;
             be.matmul(&layer.wk, &h, n, &mut k)?;
             be.matmul(&layer.wv, &h, n, &mut v)?;
@@ -381,23 +387,27 @@ impl<'m, B: Backend> Session<'m, B> {
             };
             be.attention(q_ref, &lc.k, &lc.v, &params, &mut attn)?;
             be.matmul(&layer.wo, &attn, n, &mut o)?;
-            if let Some(pn) = &layer.attn_post_norm {
-                be.rms_norm(&o, pn, c.rms_eps, n, e, &mut h)?;
-                be.add(&mut x, &h, n * e)?;
-            } else {
-                be.add(&mut x, &o, n * e)?;
-            }
+            let post = layer.attn_post_norm.as_ref();
+            be.add_rms_norm(&mut x, &o, post, &layer.ffn_norm, c.rms_eps, n, e, &mut h)?;
 
-            be.rms_norm(&x, &layer.ffn_norm, c.rms_eps, n, e, &mut h)?;
-            be.matmul(&layer.w_gate, &h, n, &mut gate)?;
-            be.matmul(&layer.w_up, &h, n, &mut up)?;
-            be.glu(c.glu, &mut gate, &up, n * c.n_ff)?;
+            let (wg, wu) = (&layer.w_gate, &layer.w_up);
+            be.matmul_glu(c.glu, wg, wu, &h, n, c.n_ff, &mut gate, &mut up)?;
             be.matmul(&layer.w_down, &gate, n, &mut o)?;
-            if let Some(pn) = &layer.ffn_post_norm {
-                be.rms_norm(&o, pn, c.rms_eps, n, e, &mut h)?;
-                be.add(&mut x, &h, n * e)?;
-            } else {
-                be.add(&mut x, &o, n * e)?;
+            let post = layer.ffn_post_norm.as_ref();
+            match m.layers.get(il + 1) {
+                Some(next) => {
+                    be.add_rms_norm(&mut x, &o, post, &next.attn_norm, c.rms_eps, n, e, &mut h)?
+                }
+                None if fuse_out => {
+                    be.add_rms_norm(&mut x, &o, post, &m.output_norm, c.rms_eps, n, e, &mut h)?
+                }
+                None => match post {
+                    Some(pn) => {
+                        be.rms_norm(&o, pn, c.rms_eps, n, e, &mut h)?;
+                        be.add(&mut x, &h, n * e)?;
+                    }
+                    None => be.add(&mut x, &o, n * e)?,
+                },
             }
         }
         self.n_past += n;
@@ -406,13 +416,17 @@ impl<'m, B: Backend> Session<'m, B> {
         if rows == 0 {
             return Ok(None);
         }
-        // Final norm and output projection only for the rows asked for.
-        let src = if rows == n {
-            x
-        } else {
-            be.copy_rows(&x, n - rows, rows, e)?
-        };
-        be.rms_norm(&src, &m.output_norm, c.rms_eps, rows, e, &mut h)?;
+        // Final norm and output projection only for the rows asked for (the
+        // norm already ran with the last residual add when all rows are).
+        let normed = fuse_out && !m.layers.is_empty();
+        if !normed {
+            let src = if rows == n {
+                x
+            } else {
+                be.copy_rows(&x, n - rows, rows, e)?
+            };
+            be.rms_norm(&src, &m.output_norm, c.rms_eps, rows, e, &mut h)?;
+        }
         let mut logits = be.alloc(rows * c.n_vocab)?;
         let out_w = m.output.as_ref().unwrap_or(&m.tok_embd);
         be.matmul(out_w, &h, rows, &mut logits)?;

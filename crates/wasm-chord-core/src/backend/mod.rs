@@ -279,6 +279,56 @@ pub trait Backend: Send + Sync + 'static {
         n: usize,
     ) -> Result<()>;
 
+    /// `x += b` (with `b` first RMS-normalized by `b_norm` when given, as
+    /// Gemma's post-norms do), then `out = rms_norm(x, weight)`: a residual
+    /// add and the next block's norm in one call, over `n_rows` rows of
+    /// `dim`. The default composes [`Backend::rms_norm`] and
+    /// [`Backend::add`], using `out` for the normalized `b`; device
+    /// backends fuse it into one kernel.
+    #[allow(clippy::too_many_arguments)]
+    fn add_rms_norm(
+        &self,
+        x: &mut Self::Buffer,
+        b: &Self::Buffer,
+        b_norm: Option<&Self::Weight>,
+        weight: &Self::Weight,
+        eps: f32,
+        n_rows: usize,
+        dim: usize,
+        out: &mut Self::Buffer,
+    ) -> Result<()> {
+        match b_norm {
+            Some(bn) => {
+                self.rms_norm(b, bn, eps, n_rows, dim, out)?;
+                self.add(x, out, n_rows * dim)?;
+            }
+            None => self.add(x, b, n_rows * dim)?,
+        }
+        self.rms_norm(x, weight, eps, n_rows, dim, out)
+    }
+
+    /// The gated feed-forward input: `gate = w_gate · x`, `up = w_up · x`,
+    /// then `gate = act(gate) · up` over `n_tokens` tokens of `rows` values
+    /// (the weights' output width). `up` is scratch: a backend that fuses
+    /// the product with the activation may leave it untouched. The default
+    /// composes [`Backend::matmul`] and [`Backend::glu`].
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_glu(
+        &self,
+        kind: GluKind,
+        w_gate: &Self::Weight,
+        w_up: &Self::Weight,
+        x: &Self::Buffer,
+        n_tokens: usize,
+        rows: usize,
+        gate: &mut Self::Buffer,
+        up: &mut Self::Buffer,
+    ) -> Result<()> {
+        self.matmul(w_gate, x, n_tokens, gate)?;
+        self.matmul(w_up, x, n_tokens, up)?;
+        self.glu(kind, gate, up, n_tokens * rows)
+    }
+
     /// Writes `src` (`rows.len()` rows of `width`) into rows `rows[i]` of
     /// `dst` (a KV-cache store), each value rounded to f16.
     fn write_rows(

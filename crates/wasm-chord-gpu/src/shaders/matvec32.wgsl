@@ -8,7 +8,8 @@
 // the host.
 // p: 0 rows of this part, 1 cols, 2 tokens, 3 rows of the output,
 //    4 first output row of this part, 5 workgroups along x, 6 bytes per row,
-//    7 first token.
+//    7 first token, 8 activation kind of the fused GLU variant, whose store
+//    writes y = act(y) · sum (y holding the gate product).
 
 @group(0) @binding(0) var<storage, read> p: array<u32, 16>;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
@@ -17,6 +18,8 @@
 
 const WG: u32 = 256u;
 var<workgroup> red: array<f32, 2048>;
+
+fn store(i: u32, v: f32) { y[i] = v; }
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -59,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
     }
     if (r < rows && lane < nt) {
-        y[(t0 + lane) * p[3] + p[4] + r] = red[lane * WG + lid - lane];
+        store((t0 + lane) * p[3] + p[4] + r, red[lane * WG + lid - lane]);
     }
     // REDUCE-END
 }
