@@ -158,18 +158,22 @@ impl Default for PairBlock {
 
 /// Runs `f(t, h, pair_block_slot, token's blocks)` for each token of each
 /// pair: the shared walk of the `pairs` layouts.
-fn for_pairs<Act, A: Clone>(
+fn for_pairs<Act: Sync, A: Clone + Send>(
     acts: &[Act],
     n_tokens: usize,
     nb: usize,
     out: &mut Vec<A>,
     empty: A,
-    mut f: impl FnMut(usize, &mut A, &Act),
+    f: impl Fn(usize, &mut A, &Act) + Sync,
 ) {
+    use rayon::prelude::*;
     let n_pairs = n_tokens.div_ceil(2);
     out.clear();
     out.resize(n_pairs * nb, empty);
-    for (p, pair) in out.chunks_exact_mut(nb).enumerate() {
+    if nb == 0 {
+        return;
+    }
+    let one_pair = |(p, pair): (usize, &mut [A])| {
         for h in 0..2 {
             let t = 2 * p + h;
             if t >= n_tokens {
@@ -179,6 +183,15 @@ fn for_pairs<Act, A: Clone>(
                 f(h, pb, a);
             }
         }
+    };
+    // A prompt's pairs on every thread; a decode step's one pair here.
+    if n_pairs < 8 {
+        out.chunks_exact_mut(nb).enumerate().for_each(one_pair);
+    } else {
+        out.par_chunks_exact_mut(nb)
+            .enumerate()
+            .with_min_len(4)
+            .for_each(one_pair);
     }
 }
 
