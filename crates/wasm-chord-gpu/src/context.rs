@@ -18,7 +18,7 @@ use wasm_chord_core::backend::{BackendError, Result};
 const ARENA_BYTES: u64 = 1 << 20;
 
 /// Dispatches per submission by default (see [`Ctx::set_submit_every`]).
-const SUBMIT_EVERY: u64 = 64;
+const SUBMIT_EVERY: u64 = 16;
 
 /// One binding of a dispatch, in binding order starting at 1 (binding 0 is
 /// always the parameter words).

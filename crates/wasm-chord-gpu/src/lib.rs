@@ -212,7 +212,7 @@ impl GpuBackend {
     }
 
     /// Submits the recorded work to the device after every `n` dispatches
-    /// (default 64; 0: only when the host reads a result), so that the
+    /// (default 16; 0: only when the host reads a result), so that the
     /// device runs the first layers of a forward pass while the host still
     /// records the rest.
     pub fn set_submit_every(&self, n: u64) {
@@ -413,6 +413,32 @@ impl Backend for GpuBackend {
         x.touch();
         out.touch();
         self.op_add_rms_norm(x, b, b_norm, weight, eps, n_rows, dim, out)
+    }
+
+    fn qk_rope(
+        &self,
+        q: &mut GpuBuffer,
+        k: &mut GpuBuffer,
+        norms: Option<(&GpuWeight, &GpuWeight, f32)>,
+        q_out: &mut GpuBuffer,
+        k_out: &mut GpuBuffer,
+        positions: &[u32],
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+        q_scale: Option<f32>,
+    ) -> Result<()> {
+        if norms.is_some() {
+            q_out.touch();
+            k_out.touch();
+        } else {
+            q.touch();
+            k.touch();
+        }
+        self.op_qk_rope(
+            q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params, q_scale,
+        )
     }
 
     fn matmul_glu(

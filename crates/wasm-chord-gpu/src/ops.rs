@@ -27,6 +27,66 @@ const GLU_ACT: &str = include_str!("shaders/glu_act.wgsl");
 const STORE: &str = "fn store(i: u32, v: f32) { y[i] = v; }";
 const STORE_GLU: &str = "fn store(i: u32, v: f32) { y[i] = glu_act(y[i], p[8]) * v; }";
 const WRITE_ROWS: &str = include_str!("shaders/write_rows.wgsl");
+const QK_ROPE: &str = include_str!("shaders/qk_rope.wgsl");
+
+/// Bindings and loads/stores of `qk_rope.wgsl` rotating q and k in place.
+const QK_ROPE_PLAIN: &str = "
+@group(0) @binding(0) var<storage, read> p: array<u32, 16>;
+@group(0) @binding(1) var<storage, read_write> q: array<f32>;
+@group(0) @binding(2) var<storage, read_write> k: array<f32>;
+@group(0) @binding(3) var<storage, read> d: array<u32>;
+
+fn norm_scale(is_q: bool, base: u32, hd: u32, lid: u32) -> f32 { return 1.0; }
+fn ld(is_q: bool, base: u32, j: u32, sc: f32) -> f32 {
+    if (is_q) { return q[base + j]; }
+    return k[base + j];
+}
+fn st(is_q: bool, i: u32, v: f32) {
+    if (is_q) { q[i] = v; } else { k[i] = v; }
+}
+";
+
+/// Bindings and loads/stores of `qk_rope.wgsl` with QK-norm: q and k are
+/// read, normalized per head (as `rms_norm.wgsl`: (x · scale) · w) and the
+/// results written to qn and kn.
+const QK_ROPE_NORM: &str = "
+@group(0) @binding(0) var<storage, read> p: array<u32, 16>;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read_write> qn: array<f32>;
+@group(0) @binding(4) var<storage, read_write> kn: array<f32>;
+@group(0) @binding(5) var<storage, read> qw: array<f32>;
+@group(0) @binding(6) var<storage, read> kw: array<f32>;
+@group(0) @binding(7) var<storage, read> d: array<u32>;
+
+fn raw(is_q: bool, i: u32) -> f32 {
+    if (is_q) { return q[i]; }
+    return k[i];
+}
+fn norm_scale(is_q: bool, base: u32, hd: u32, lid: u32) -> f32 {
+    var s = 0.0;
+    for (var j = lid; j < hd; j += WG) {
+        let v = raw(is_q, base + j);
+        s += v * v;
+    }
+    red[lid] = s;
+    workgroupBarrier();
+    for (var h = WG / 2u; h > 0u; h >>= 1u) {
+        if (lid < h) {
+            red[lid] += red[lid + h];
+        }
+        workgroupBarrier();
+    }
+    return 1.0 / sqrt(red[0] / f32(hd) + bitcast<f32>(p[11]));
+}
+fn ld(is_q: bool, base: u32, j: u32, sc: f32) -> f32 {
+    if (is_q) { return (q[base + j] * sc) * qw[j]; }
+    return (k[base + j] * sc) * kw[j];
+}
+fn st(is_q: bool, i: u32, v: f32) {
+    if (is_q) { qn[i] = v; } else { kn[i] = v; }
+}
+";
 
 /// Most tokens the matrix-vector kernel takes at once; longer batches use
 /// the tiled kernel.
@@ -541,6 +601,102 @@ impl GpuBackend {
             &[Bind::Buf(&x.buf), Bind::Data(positions), Bind::Data(&ff)],
             g,
         );
+        Ok(())
+    }
+
+    /// RoPE of q and k in one dispatch (see `Backend::qk_rope`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn op_qk_rope(
+        &self,
+        q: &mut GpuBuffer,
+        k: &mut GpuBuffer,
+        norms: Option<(&GpuWeight, &GpuWeight, f32)>,
+        q_out: &mut GpuBuffer,
+        k_out: &mut GpuBuffer,
+        positions: &[u32],
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+        q_scale: Option<f32>,
+    ) -> Result<()> {
+        let op = "qk_rope";
+        let (nq, nk) = (
+            positions.len() * n_heads * head_dim,
+            positions.len() * n_kv_heads * head_dim,
+        );
+        need(op, "q", q.len, nq)?;
+        need(op, "k", k.len, nk)?;
+        let n_rot = params.n_rot;
+        if n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(shape(op, format!("n_rot {n_rot} vs head_dim {head_dim}")));
+        }
+        let mut d: Vec<u32> = positions.to_vec();
+        if let Some(f) = params.freq_factors {
+            need(op, "freq_factors", f.len(), n_rot / 2)?;
+            d.extend(f[..n_rot / 2].iter().map(|v| v.to_bits()));
+        }
+        let theta_scale = params.freq_base.powf(-2.0 / n_rot as f32);
+        let rows = positions.len() * (n_heads + n_kv_heads);
+        let (g, gx) = grid(rows as u64);
+        let mut p = [
+            u32_of(op, positions.len())?,
+            u32_of(op, n_heads)?,
+            u32_of(op, head_dim)?,
+            u32_of(op, n_rot)?,
+            u32::from(params.kind == RopeKind::Neox),
+            theta_scale.to_bits(),
+            params.freq_scale.to_bits(),
+            u32::from(params.freq_factors.is_some()),
+            gx,
+            u32_of(op, n_kv_heads)?,
+            q_scale.unwrap_or(1.0).to_bits(),
+            0,
+        ];
+        match norms {
+            Some((qw, kw, eps)) => {
+                let (qwb, kwb) = (f32_vector(qw, op)?, f32_vector(kw, op)?);
+                if qw.cols != head_dim || kw.cols != head_dim {
+                    return Err(shape(
+                        op,
+                        format!("norms of {}/{} values", qw.cols, kw.cols),
+                    ));
+                }
+                need(op, "q_out", q_out.len, nq)?;
+                need(op, "k_out", k_out.len, nk)?;
+                p[11] = eps.to_bits();
+                let pipe = self
+                    .ctx
+                    .pipeline("qk_rope_norm", || format!("{QK_ROPE_NORM}\n{QK_ROPE}"));
+                self.ctx.dispatch(
+                    op,
+                    &pipe,
+                    &p,
+                    &[
+                        Bind::Buf(&q.buf),
+                        Bind::Buf(&k.buf),
+                        Bind::Buf(&q_out.buf),
+                        Bind::Buf(&k_out.buf),
+                        Bind::Buf(qwb),
+                        Bind::Buf(kwb),
+                        Bind::Data(&d),
+                    ],
+                    g,
+                );
+            }
+            None => {
+                let pipe = self
+                    .ctx
+                    .pipeline("qk_rope", || format!("{QK_ROPE_PLAIN}\n{QK_ROPE}"));
+                self.ctx.dispatch(
+                    op,
+                    &pipe,
+                    &p,
+                    &[Bind::Buf(&q.buf), Bind::Buf(&k.buf), Bind::Data(&d)],
+                    g,
+                );
+            }
+        }
         Ok(())
     }
 

@@ -204,6 +204,110 @@ fn matmul_glu_matches_cpu_composed_ops() {
 }
 
 #[test]
+fn qk_rope_matches_cpu_composed_ops() {
+    // q and k rotated in one dispatch, with and without QK-norm, with and
+    // without the q scale, against the CPU backend's rms_norm, rope, rope,
+    // scale.
+    let g = gpu_or_skip!();
+    let c = cpu();
+    let ff: Vec<f32> = (0..64).map(|i| 1.0 + i as f32 * 0.25).collect();
+    let cases = [
+        // (heads, kv heads, head_dim, n_rot, kind, freq factors, positions)
+        (
+            4usize,
+            1usize,
+            256usize,
+            256usize,
+            RopeKind::Neox,
+            false,
+            vec![37u32],
+        ),
+        (
+            4,
+            2,
+            64,
+            64,
+            RopeKind::Normal,
+            true,
+            vec![0, 7, 130, 17, 1000],
+        ),
+        (3, 1, 80, 48, RopeKind::Neox, false, vec![5, 6, 900]),
+        (2, 2, 128, 128, RopeKind::Normal, false, vec![4000]),
+    ];
+    for (case, (nh, nkv, hd, n_rot, kind, with_ff, positions)) in cases.into_iter().enumerate() {
+        let n = positions.len();
+        let s = 300 + 10 * case as u64;
+        let nw = |seed| rand_vec(hd, seed).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let file = gguf(&[
+            ("qn", hd, 1, GgmlType::F32, nw(s)),
+            ("kn", hd, 1, GgmlType::F32, nw(s + 1)),
+        ]);
+        let (qwg, qwc) = (weight(&*g, &file, "qn"), weight(&c, &file, "qn"));
+        let (kwg, kwc) = (weight(&*g, &file, "kn"), weight(&c, &file, "kn"));
+        let q: Vec<f32> = rand_vec(n * nh * hd, s + 2)
+            .iter()
+            .map(|v| v * 3.0)
+            .collect();
+        let k: Vec<f32> = rand_vec(n * nkv * hd, s + 3)
+            .iter()
+            .map(|v| v * 3.0)
+            .collect();
+        let params = RopeParams {
+            kind,
+            n_rot,
+            freq_base: 10000.0,
+            freq_scale: if with_ff { 0.5 } else { 1.0 },
+            freq_factors: if with_ff {
+                Some(&ff[..n_rot / 2])
+            } else {
+                None
+            },
+        };
+        for normed in [false, true] {
+            for q_scale in [None, Some(0.0625f32), Some(0.3)] {
+                let mut qg = g.upload(&q).unwrap();
+                let mut kg = g.upload(&k).unwrap();
+                let mut qc = c.upload(&q).unwrap();
+                let mut kc = c.upload(&k).unwrap();
+                let fill_q = rand_vec(n * nh * hd, s + 4);
+                let fill_k = rand_vec(n * nkv * hd, s + 5);
+                let mut qog = g.upload(&fill_q).unwrap();
+                let mut kog = g.upload(&fill_k).unwrap();
+                let mut qoc = c.upload(&fill_q).unwrap();
+                let mut koc = c.upload(&fill_k).unwrap();
+                let (ng, nc) = if normed {
+                    (Some((&qwg, &kwg, 1e-6)), Some((&qwc, &kwc, 1e-6)))
+                } else {
+                    (None, None)
+                };
+                g.qk_rope(
+                    &mut qg, &mut kg, ng, &mut qog, &mut kog, &positions, nh, nkv, hd, &params,
+                    q_scale,
+                )
+                .unwrap();
+                c.qk_rope(
+                    &mut qc, &mut kc, nc, &mut qoc, &mut koc, &positions, nh, nkv, hd, &params,
+                    q_scale,
+                )
+                .unwrap();
+                let what = format!("case {case} normed={normed} scale={q_scale:?}");
+                for (a, b) in [(&qg, &qc), (&kg, &kc), (&qog, &qoc), (&kog, &koc)] {
+                    let d = max_abs(&read(&*g, a), &read(&c, b));
+                    assert!(d < 2e-3, "{what}: {d}");
+                }
+                // Whichever pair holds the result really changed.
+                let moved = if normed {
+                    read(&*g, &qog)
+                } else {
+                    read(&*g, &qg)
+                };
+                assert!(rel_l2(&moved, &q) > 0.1, "{what}: q unchanged");
+            }
+        }
+    }
+}
+
+#[test]
 fn weights_split_by_rows_give_the_same_products_and_embeddings() {
     if gpu().is_none() {
         return;

@@ -512,6 +512,33 @@ impl Backend for AnyBackend {
         }
     }
 
+    fn qk_rope(
+        &self,
+        q: &mut AnyBuffer,
+        k: &mut AnyBuffer,
+        norms: Option<(&AnyWeight, &AnyWeight, f32)>,
+        q_out: &mut AnyBuffer,
+        k_out: &mut AnyBuffer,
+        positions: &[u32],
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+        q_scale: Option<f32>,
+    ) -> Result<()> {
+        let (nh, nkv, hd) = (n_heads, n_kv_heads, head_dim);
+        match norms {
+            Some((qw, kw, eps)) => dispatch!("qk_rope", b = self, q: AnyBuffer = q,
+                k: AnyBuffer = k, qw: AnyWeight = qw, kw: AnyWeight = kw,
+                qo: AnyBuffer = q_out, ko: AnyBuffer = k_out
+                => b.qk_rope(q, k, Some((qw, kw, eps)), qo, ko, positions, nh, nkv, hd,
+                    params, q_scale)),
+            None => dispatch!("qk_rope", b = self, q: AnyBuffer = q, k: AnyBuffer = k,
+                qo: AnyBuffer = q_out, ko: AnyBuffer = k_out
+                => b.qk_rope(q, k, None, qo, ko, positions, nh, nkv, hd, params, q_scale)),
+        }
+    }
+
     fn matmul_glu(
         &self,
         kind: GluKind,

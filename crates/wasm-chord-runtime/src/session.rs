@@ -332,13 +332,9 @@ impl<'m, B: Backend> Session<'m, B> {
                 be.add_bias(&mut k, bk, n)?;
                 be.add_bias(&mut v, bv, n)?;
             }
-            let (q_ref, k_ref) = match (&layer.q_norm, &layer.k_norm) {
-                (Some(qnw), Some(knw)) => {
-                    be.rms_norm(&q, qnw, c.rms_eps, n * c.n_head, hd, &mut qn)?;
-                    be.rms_norm(&k, knw, c.rms_eps, n * c.n_head_kv, hd, &mut kn)?;
-                    (&mut qn, &mut kn)
-                }
-                _ => (&mut q, &mut k),
+            let norms = match (&layer.q_norm, &layer.k_norm) {
+                (Some(qnw), Some(knw)) => Some((qnw, knw, c.rms_eps)),
+                _ => None,
             };
             let rope = RopeParams {
                 kind: c.rope.kind,
@@ -351,16 +347,23 @@ impl<'m, B: Backend> Session<'m, B> {
                 freq_scale: c.rope.freq_scale,
                 freq_factors: m.rope_freqs.as_deref(),
             };
-            be.rope(q_ref, &positions, c.n_head, hd, &rope)?;
-            be.rope(k_ref, &positions, c.n_head_kv, hd, &rope)?;
             // Gemma and Phi-3 scale q itself before the f16 q·k product, which
             // rounds differently from scaling the scores when the scale is
             // not a power of two.
-            let scale = if c.scale_q {
-                be.scale(q_ref, c.attn_scale, n * qw)?;
-                1.0
+            let (q_scale, scale) = if c.scale_q {
+                (Some(c.attn_scale), 1.0)
             } else {
-                c.attn_scale
+                (None, c.attn_scale)
+            };
+            let (nh, nkv) = (c.n_head, c.n_head_kv);
+            let (qo, ko) = (&mut qn, &mut kn);
+            be.qk_rope(
+                &mut q, &mut k, norms, qo, ko, &positions, nh, nkv, hd, &rope, q_scale,
+            )?;
+            let (q_ref, k_ref) = if norms.is_some() {
+                (&mut qn, &mut kn)
+            } else {
+                (&mut q, &mut k)
             };
 
             let lc = &mut self.cache.layers[il];

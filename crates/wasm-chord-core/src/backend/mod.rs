@@ -307,6 +307,46 @@ pub trait Backend: Send + Sync + 'static {
         self.rms_norm(x, weight, eps, n_rows, dim, out)
     }
 
+    /// RoPE of `q` (tokens × `n_heads` × `head_dim`) and `k` (tokens ×
+    /// `n_kv_heads` × `head_dim`) at `positions`, and `q` then multiplied by
+    /// `q_scale` when given. With `norms` (q's weight, k's weight, eps),
+    /// each head is first RMS-normalized (QK-norm) and the results go to
+    /// `q_out` and `k_out`, `q` and `k` being only read; without, `q` and
+    /// `k` are rotated in place and the outputs are untouched. The default
+    /// composes [`Backend::rms_norm`], [`Backend::rope`] and
+    /// [`Backend::scale`].
+    #[allow(clippy::too_many_arguments)]
+    fn qk_rope(
+        &self,
+        q: &mut Self::Buffer,
+        k: &mut Self::Buffer,
+        norms: Option<(&Self::Weight, &Self::Weight, f32)>,
+        q_out: &mut Self::Buffer,
+        k_out: &mut Self::Buffer,
+        positions: &[u32],
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+        q_scale: Option<f32>,
+    ) -> Result<()> {
+        let n = positions.len();
+        let (qr, kr) = match norms {
+            Some((qw, kw, eps)) => {
+                self.rms_norm(q, qw, eps, n * n_heads, head_dim, q_out)?;
+                self.rms_norm(k, kw, eps, n * n_kv_heads, head_dim, k_out)?;
+                (q_out, k_out)
+            }
+            None => (q, k),
+        };
+        self.rope(qr, positions, n_heads, head_dim, params)?;
+        self.rope(kr, positions, n_kv_heads, head_dim, params)?;
+        if let Some(s) = q_scale {
+            self.scale(qr, s, n * n_heads * head_dim)?;
+        }
+        Ok(())
+    }
+
     /// The gated feed-forward input: `gate = w_gate · x`, `up = w_up · x`,
     /// then `gate = act(gate) · up` over `n_tokens` tokens of `rows` values
     /// (the weights' output width). `up` is scratch: a backend that fuses
