@@ -595,6 +595,69 @@ mod tests {
         check::<BlockQ6K>(&[208], dot_q6_k_q8_k::<1>, dot_q6_k_q8_k::<4>);
     }
 
+    /// Not a test: the throughput of each kernel (one token) against its
+    /// fallback (the portable kernel or the scalar reference, compiled here
+    /// with simd128 too, i.e. what simd128 builds ran before these kernels),
+    /// in GB/s of weight bytes, over ~3 MB of random rows (mostly
+    /// cache-resident). Run by hand:
+    ///
+    /// ```sh
+    /// RUSTFLAGS="-C target-feature=+simd128" \
+    /// CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $PWD/scripts/wasi-run.mjs" \
+    /// cargo test --release --target wasm32-wasip1 -p wasm-chord-cpu -- \
+    ///   simd128_throughput --ignored --nocapture
+    /// ```
+    #[test]
+    #[ignore = "benchmark, prints figures"]
+    fn simd128_throughput_against_fallback() {
+        use crate::kernels::portable;
+        fn run<B: GgmlBlock>(
+            name: &str,
+            f16_at: &[usize],
+            simd: Dot<B::VecDotType, 1>,
+            fallback: fn(&[u8], &[B::VecDotType]) -> f32,
+        ) {
+            let mut rng = Rng(7);
+            // 640-value rows (the default model's width) for the 32-value
+            // blocks, 1024 for the 256-value ones.
+            let nb = if B::BLCK_SIZE == 32 { 20 } else { 4 };
+            let rows = (3 << 20) / (nb * B::TYPE_SIZE);
+            let mut bytes = random_row::<B>(&mut rng, nb * rows, &[]);
+            for blk in bytes.chunks_exact_mut(B::TYPE_SIZE) {
+                for &o in f16_at {
+                    let d = f32_to_f16_bits(0.01 + 0.01 * rng.f32());
+                    blk[o..o + 2].copy_from_slice(&d.to_le_bytes());
+                }
+            }
+            let acts = random_acts::<B>(&mut rng, nb, 1.0);
+            let time = |f: &dyn Fn(&[u8]) -> f32| {
+                let mut best = f64::INFINITY;
+                for _ in 0..5 {
+                    let t = std::time::Instant::now();
+                    let mut s = 0f32;
+                    for row in bytes.chunks_exact(nb * B::TYPE_SIZE) {
+                        s += f(std::hint::black_box(row));
+                    }
+                    std::hint::black_box(s);
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                bytes.len() as f64 / best / 1e9
+            };
+            let a = time(&|row| simd(row, [&acts])[0]);
+            let b = time(&|row| fallback(row, &acts));
+            eprintln!(
+                "{name}: simd128 {a:.2} GB/s, fallback {b:.2} GB/s ({:.1}x)",
+                a / b
+            );
+        }
+        run::<BlockQ8_0>("Q8_0", &[0], dot_q8_0_q8_0::<1>, portable::dot_q8_0);
+        run::<BlockQ4_0>("Q4_0", &[0], dot_q4_0_q8_0::<1>, portable::dot_q4_0);
+        run::<BlockQ5_0>("Q5_0", &[0], dot_q5_0_q8_0::<1>, portable::dot_q5_0);
+        run::<BlockQ4K>("Q4_K", &[0, 2], dot_q4_k_q8_k::<1>, dot_scalar::<BlockQ4K>);
+        run::<BlockQ5K>("Q5_K", &[0, 2], dot_q5_k_q8_k::<1>, dot_scalar::<BlockQ5K>);
+        run::<BlockQ6K>("Q6_K", &[208], dot_q6_k_q8_k::<1>, dot_scalar::<BlockQ6K>);
+    }
+
     /// The dispatched entry points are these kernels in a simd128 build.
     #[test]
     fn entry_points_are_the_simd128_kernels() {
