@@ -61,6 +61,8 @@ fn attention_in_tasks<T: KvElem>(
                 visible,
                 idx,
                 val,
+                q4,
+                s4,
                 scratch,
             } = bufs;
             let (t, h0) = (i * per_task / nh, i * per_task % nh);
@@ -78,15 +80,40 @@ fn attention_in_tasks<T: KvElem>(
                         (!masked).then_some(j)
                     }),
             );
-            for (g, o) in o.chunks_exact_mut(hd).enumerate() {
-                let h = h0 + g;
-                // ggml multiplies an f16 cache by q converted to f16.
+            let vr = |j: usize| &v[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd];
+            // ggml multiplies an f16 cache by q converted to f16.
+            let q_f16 = |h: usize, qv: &mut Vec<f32>| {
                 qv.clear();
                 qv.extend(
                     q[t * q_width + h * hd..t * q_width + (h + 1) * hd]
                         .iter()
                         .map(|&x| round_f16(x)),
                 );
+            };
+            if per_task % 4 == 0 && hd % 16 == 0 {
+                // The heads of a GQA group in fours: each cache row is read
+                // once for four heads (same arithmetic as one at a time).
+                for (g, o) in o.chunks_exact_mut(4 * hd).enumerate() {
+                    for (e, qh) in q4.iter_mut().enumerate() {
+                        q_f16(h0 + 4 * g + e, qh);
+                    }
+                    s4.iter_mut().for_each(Vec::clear);
+                    attn::dot_rows4([&q4[0], &q4[1], &q4[2], &q4[3]], visible, kr, s4);
+                    for s in s4.iter_mut() {
+                        softmax(visible, s, p);
+                    }
+                    attn::weighted_rows4(
+                        visible,
+                        [&s4[0], &s4[1], &s4[2], &s4[3]],
+                        vr,
+                        split4(o, hd),
+                        scratch,
+                    );
+                }
+                return;
+            }
+            for (g, o) in o.chunks_exact_mut(hd).enumerate() {
+                q_f16(h0 + g, qv);
                 // Pass 1: scores of the visible rows (one vector per query
                 // row, never a full score matrix), four rows at a time.
                 idx.clear();
@@ -103,32 +130,9 @@ fn attention_in_tasks<T: KvElem>(
                         val.push(crate::kernels::dot_f32(qv, &row));
                     }
                 }
-                match p.softcap {
-                    None => val.iter_mut().for_each(|s| *s *= p.scale),
-                    Some(cap) => val
-                        .iter_mut()
-                        .for_each(|s| *s = cap * ((*s * p.scale) * (1.0 / cap)).tanh()),
-                }
-                let max = max_of(val);
-                // Softmax as ggml's soft_max: its exp polynomial, sums of
-                // 16-lane chunks of cache rows added in f64 (see
-                // `softmax_sum`); probabilities rounded to f16 as ggml's
-                // `kq · v` matmul converts them.
-                exp_scores(val, max);
-                let sum = softmax_sum_split(idx, val);
-                let inv = if sum > 0.0 { (1.0 / sum) as f32 } else { 0.0 };
-                for s in val.iter_mut() {
-                    *s *= inv;
-                }
-                attn::round_f16_slice(val);
+                softmax(idx, val, p);
                 // `p · v` in the order of ggml's f16 GEMM (see `attn`).
-                attn::weighted_rows(
-                    idx,
-                    val,
-                    |j| &v[j * kv_width + kvh * hd..j * kv_width + (kvh + 1) * hd],
-                    o,
-                    scratch,
-                );
+                attn::weighted_rows(idx, val, vr, o, scratch);
             }
         });
     Ok(())
@@ -160,6 +164,35 @@ pub(crate) fn ggml_expf(x: f32) -> f32 {
     // |n| <= 192 here, well inside f64's exponent range.
     let two_n = f64::from_bits(((n as i64 + 1023) as u64) << 52);
     (f64::from(j) * two_n) as f32
+}
+
+/// The scores `val` of the visible cache rows `idx` scaled, soft-capped,
+/// and turned into probabilities as ggml's soft_max does (its exp
+/// polynomial, sums of 16-lane chunks of cache rows added in f64, see
+/// [`softmax_sum`]), rounded to f16 as ggml's `kq · v` matmul converts them.
+fn softmax(idx: &[usize], val: &mut [f32], p: &AttentionParams<'_>) {
+    match p.softcap {
+        None => val.iter_mut().for_each(|s| *s *= p.scale),
+        Some(cap) => val
+            .iter_mut()
+            .for_each(|s| *s = cap * ((*s * p.scale) * (1.0 / cap)).tanh()),
+    }
+    let max = max_of(val);
+    exp_scores(val, max);
+    let sum = softmax_sum_split(idx, val);
+    let inv = if sum > 0.0 { (1.0 / sum) as f32 } else { 0.0 };
+    for s in val.iter_mut() {
+        *s *= inv;
+    }
+    attn::round_f16_slice(val);
+}
+
+/// `o` (four heads of `hd` values) as four slices.
+fn split4(o: &mut [f32], hd: usize) -> [&mut [f32]; 4] {
+    let (a, rest) = o.split_at_mut(hd);
+    let (b, rest) = rest.split_at_mut(hd);
+    let (c, d) = rest.split_at_mut(hd);
+    [a, b, c, &mut d[..hd]]
 }
 
 /// The largest value (ignoring NaNs; `-inf` for none), in 16 independent
@@ -214,6 +247,9 @@ struct Buffers {
     /// Visible cache rows, then their scores and probabilities.
     idx: Vec<usize>,
     val: Vec<f32>,
+    /// Four heads' q (f16-valued) and scores.
+    q4: [Vec<f32>; 4],
+    s4: [Vec<f32>; 4],
     scratch: attn::Scratch,
 }
 
@@ -331,10 +367,28 @@ mod tests {
 
     #[test]
     fn matches_two_pass_reference_with_gqa_window_softcap_and_ring_slots() {
-        let (nh, nkv, hd) = (4, 2, 8);
-        // A ring buffer of 6 slots holding positions 4..9 out of order, one empty.
-        let kpos = [Some(6), Some(7), Some(8), None, Some(4), Some(5)];
-        let qpos = [7u32, 8];
+        // A ring buffer of 6 slots holding positions 4..9 out of order, one
+        // empty; then groups of four heads of 64 values (the four-head
+        // kernels) over 40 slots, two empty.
+        let ring = vec![Some(6), Some(7), Some(8), None, Some(4), Some(5)];
+        let long: Vec<Option<u32>> = (0..40u32)
+            .map(|j| (j % 17 != 5).then_some((j * 7) % 40))
+            .collect();
+        for (nh, nkv, hd, kpos, qpos) in [
+            (4, 2, 8, ring, vec![7u32, 8]),
+            (8, 2, 64, long, vec![30u32, 39, 12]),
+        ] {
+            check_against_reference(nh, nkv, hd, &kpos, &qpos);
+        }
+    }
+
+    fn check_against_reference(
+        nh: usize,
+        nkv: usize,
+        hd: usize,
+        kpos: &[Option<u32>],
+        qpos: &[u32],
+    ) {
         let q = rand_vec(qpos.len() * nh * hd, 1);
         // The cache holds f16; the reference reads the same values widened.
         let k16: Vec<f16> = rand_vec(kpos.len() * nkv * hd, 2)
@@ -355,12 +409,12 @@ mod tests {
                 scale: 0.35,
                 softcap,
                 window,
-                query_positions: &qpos,
-                cache_positions: &kpos,
+                query_positions: qpos,
+                cache_positions: kpos,
             };
             let mut out = vec![0.0; qpos.len() * nh * hd];
             attention(&q, &k16, &v16, &p, &mut out).unwrap();
-            let want = reference(&q, &k, &v, nh, nkv, hd, &qpos, &kpos, window, softcap, 0.35);
+            let want = reference(&q, &k, &v, nh, nkv, hd, qpos, kpos, window, softcap, 0.35);
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "{window:?} {softcap:?}: {a} vs {b}");
             }
@@ -372,7 +426,7 @@ mod tests {
                     .iter()
                     .zip(&out)
                     .all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(same, "by_kv_head {by_kv_head}");
+                assert!(same, "{nh}x{hd} by_kv_head {by_kv_head}");
             }
         }
     }

@@ -115,6 +115,8 @@ pub(crate) struct Scratch {
     lanes: Vec<f32>,
     #[cfg_attr(not(all(target_arch = "x86_64", wasm_chord_avx512)), allow(dead_code))]
     order: Vec<(usize, f32)>,
+    #[cfg_attr(not(all(target_arch = "x86_64", wasm_chord_avx512)), allow(dead_code))]
+    order4: Vec<(usize, [f32; 4])>,
 }
 
 /// `out[d] = Σ_j p_j · row_j[d]` over rows `idx` (increasing) with
@@ -162,6 +164,74 @@ pub(crate) fn weighted_rows<'a, T: KvElem>(
         }
     }
     reduce_lanes(lanes, out);
+}
+
+/// [`dot_rows`] for four query heads that read the same cache rows (a
+/// GQA group): `out[h]` gets `q[h] · row(j)` for each `j` of `idx`, each
+/// bit for bit as [`dot_rows`] computes it. With AVX-512 each row is loaded
+/// (and converted from f16) once for the four heads instead of four times.
+pub(crate) fn dot_rows4<'a, T: KvElem>(
+    q: [&[f32]; 4],
+    idx: &[usize],
+    row: impl Fn(usize) -> &'a [T],
+    out: &mut [Vec<f32>; 4],
+) {
+    let n = q[0].len();
+    assert!(n % 16 == 0 && q.iter().all(|q| q.len() == n));
+    assert!(idx.iter().all(|&j| row(j).len() >= n));
+    #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
+    if has_avx512f() {
+        // SAFETY: AVX-512F and F16C were detected; lengths checked above.
+        unsafe { avx512::dot_rows4(q, idx, &row, out) };
+        return;
+    }
+    for (q, out) in q.iter().zip(out.iter_mut()) {
+        dot_rows(q, idx, &row, out);
+    }
+}
+
+/// [`weighted_rows`] for four heads over the same cache rows `idx`, with
+/// their own weights `val[h]`, into `out[h]`: bit for bit four calls of
+/// [`weighted_rows`]. With AVX-512 the rows are grouped by lane once and
+/// each row is loaded once for the four heads.
+pub(crate) fn weighted_rows4<'a, T: KvElem>(
+    idx: &[usize],
+    val: [&[f32]; 4],
+    row: impl Fn(usize) -> &'a [T],
+    out: [&mut [f32]; 4],
+    scratch: &mut Scratch,
+) {
+    let hd = out[0].len();
+    assert!(out.iter().all(|o| o.len() == hd) && val.iter().all(|v| v.len() >= idx.len()));
+    #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
+    if hd % 16 == 0 && has_avx512f() {
+        let mut starts = [0usize; 17];
+        for &j in idx {
+            assert!(row(j).len() >= hd);
+            starts[j % 16 + 1] += 1;
+        }
+        for l in 0..16 {
+            starts[l + 1] += starts[l];
+        }
+        let order = &mut scratch.order4;
+        order.clear();
+        order.resize(idx.len(), (0, [0.0; 4]));
+        let mut next = starts;
+        for (i, &j) in idx.iter().enumerate() {
+            order[next[j % 16]] = (j, [val[0][i], val[1][i], val[2][i], val[3][i]]);
+            next[j % 16] += 1;
+        }
+        let lanes = &mut scratch.lanes;
+        lanes.clear();
+        lanes.resize(4 * 16 * hd, 0.0);
+        // SAFETY: AVX-512F and F16C were detected; every row has at least
+        // `hd` elements (checked above), `lanes` 64 hd.
+        unsafe { avx512::weighted_lanes4(order, &starts, &row, lanes, out) };
+        return;
+    }
+    for (val, out) in val.iter().zip(out) {
+        weighted_rows(idx, val, &row, out, scratch);
+    }
 }
 
 /// Each value rounded to the nearest f16 (ties to even), as
@@ -295,6 +365,19 @@ mod avx512 {
                 )
             };
         }
+        // SAFETY: per this function's contract.
+        unsafe { reduce_lane_vectors(lanes, out) };
+    }
+
+    /// `out[d] = reduce16(lanes[0..16][d])`, 16 columns at a time (lane
+    /// `k` at `k hd .. (k + 1) hd`, `hd = out.len()`).
+    ///
+    /// # Safety
+    /// AVX-512F; `out.len()` a multiple of 16, `lanes` 16 times as long.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn reduce_lane_vectors(lanes: &[f32], out: &mut [f32]) {
+        let hd = out.len();
+        assert!(lanes.len() >= 16 * hd);
         // `reduce16` across the lanes, 16 columns at a time.
         for c in (0..hd).step_by(16) {
             // SAFETY: `c + 16 <= hd`; lane `k` spans `k hd .. (k + 1) hd`.
@@ -347,6 +430,117 @@ mod avx512 {
                 } else {
                     1
                 };
+        }
+    }
+
+    /// See [`super::dot_rows4`]: per row, each 16 values loaded once and
+    /// multiplied into the four heads' registers.
+    ///
+    /// # Safety
+    /// AVX-512F and F16C; the four `q` of one length, a multiple of 16;
+    /// every row at least as long.
+    #[target_feature(enable = "avx512f,f16c,fma")]
+    pub(super) unsafe fn dot_rows4<'a, T: KvElem>(
+        q: [&[f32]; 4],
+        idx: &[usize],
+        row: &impl Fn(usize) -> &'a [T],
+        out: &mut [Vec<f32>; 4],
+    ) {
+        let n = q[0].len();
+        for &j in idx {
+            let r = row(j).as_ptr();
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for c in (0..n).step_by(16) {
+                // SAFETY: `c + 16 <= n`, inside every `q` and the row.
+                unsafe {
+                    let k = T::load16(r.add(c));
+                    for (a, q) in acc.iter_mut().zip(q) {
+                        *a = _mm512_fmadd_ps(_mm512_loadu_ps(q.as_ptr().add(c)), k, *a);
+                    }
+                }
+            }
+            for (o, a) in out.iter_mut().zip(acc) {
+                o.push(reduce16(a));
+            }
+        }
+    }
+
+    /// [`weighted_lanes`] for four heads: `order` holds each row with the
+    /// four heads' weights; head `h`'s lanes at `lanes[h · 16 hd ..]`.
+    ///
+    /// # Safety
+    /// AVX-512F and F16C; every `out[h]` of one length `hd`, a multiple of
+    /// 16; `lanes` 64 hd long; every row at least `hd` long.
+    #[target_feature(enable = "avx512f,f16c,fma")]
+    pub(super) unsafe fn weighted_lanes4<'a, T: KvElem>(
+        order: &[(usize, [f32; 4])],
+        starts: &[usize; 17],
+        row: &impl Fn(usize) -> &'a [T],
+        lanes: &mut [f32],
+        out: [&mut [f32]; 4],
+    ) {
+        let hd = out[0].len();
+        assert!(lanes.len() >= 64 * hd);
+        for l in 0..16 {
+            let rows = &order[starts[l]..starts[l + 1]];
+            let mut c0 = 0;
+            while c0 < hd {
+                let n = (hd - c0) / 16;
+                // SAFETY: `c0 + 16 N <= hd`, per this function's contract.
+                unsafe {
+                    if n >= 4 {
+                        lane_block4::<T, 4>(rows, row, lanes, hd, l, c0);
+                        c0 += 64;
+                    } else if n >= 2 {
+                        lane_block4::<T, 2>(rows, row, lanes, hd, l, c0);
+                        c0 += 32;
+                    } else {
+                        lane_block4::<T, 1>(rows, row, lanes, hd, l, c0);
+                        c0 += 16;
+                    }
+                }
+            }
+        }
+        for (h, out) in out.into_iter().enumerate() {
+            // SAFETY: head `h`'s 16 lanes of `hd` values.
+            unsafe { reduce_lane_vectors(&lanes[h * 16 * hd..(h + 1) * 16 * hd], out) };
+        }
+    }
+
+    /// Columns `c0 .. c0 + 16 N` of lane `l` of the four heads, in `4 N`
+    /// registers: each head's operations those of [`lane_block`].
+    ///
+    /// # Safety
+    /// As [`weighted_lanes4`], and `c0 + 16 N <= hd`.
+    #[inline]
+    #[target_feature(enable = "avx512f,f16c,fma")]
+    unsafe fn lane_block4<'a, T: KvElem, const N: usize>(
+        rows: &[(usize, [f32; 4])],
+        row: &impl Fn(usize) -> &'a [T],
+        lanes: &mut [f32],
+        hd: usize,
+        l: usize,
+        c0: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); N]; 4];
+        for &(j, p) in rows {
+            let r = row(j).as_ptr();
+            let pv = p.map(|x| _mm512_set1_ps(x));
+            for k in 0..N {
+                // SAFETY: `c0 + 16k + 16 <= hd <= row(j).len()`.
+                let v = unsafe { T::load16(r.add(c0 + 16 * k)) };
+                for (a, pv) in acc.iter_mut().zip(pv) {
+                    a[k] = _mm512_fmadd_ps(pv, v, a[k]);
+                }
+            }
+        }
+        for (h, a) in acc.iter().enumerate() {
+            for (k, a) in a.iter().enumerate() {
+                // SAFETY: inside head `h`'s lane `l` (`lanes` is 64 hd).
+                unsafe {
+                    _mm512_storeu_ps(lanes.as_mut_ptr().add((h * 16 + l) * hd + c0 + 16 * k), *a)
+                };
+            }
         }
     }
 
