@@ -22,7 +22,9 @@
 //! pairs) and single tokens of the first three an AVX-512 row kernel, both
 //! bit-identical to the AVX2 kernels; attention's products use AVX-512 too
 //! (`kernels::attn`). Each fast kernel is tested against that scalar twin
-//! on random blocks. wasm `simd128` kernels are still to come.
+//! on random blocks. Builds for wasm32 with `simd128` enabled (the npm
+//! package) take hand-written simd128 row kernels for the same six types
+//! (`kernels/simd128.rs`).
 #![warn(missing_docs)]
 
 mod attention;
