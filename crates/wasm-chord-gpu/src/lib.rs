@@ -474,6 +474,20 @@ impl Backend for GpuBackend {
         self.op_write_rows(dst, src, rows, width)
     }
 
+    fn write_kv(
+        &self,
+        k_dst: &mut GpuBuffer,
+        v_dst: &mut GpuBuffer,
+        k: &GpuBuffer,
+        v: &GpuBuffer,
+        rows: &[usize],
+        width: usize,
+    ) -> Result<()> {
+        k_dst.touch();
+        v_dst.touch();
+        self.op_write_kv(k_dst, v_dst, k, v, rows, width)
+    }
+
     fn attention(
         &self,
         q: &GpuBuffer,

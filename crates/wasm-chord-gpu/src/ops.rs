@@ -27,6 +27,7 @@ const GLU_ACT: &str = include_str!("shaders/glu_act.wgsl");
 const STORE: &str = "fn store(i: u32, v: f32) { y[i] = v; }";
 const STORE_GLU: &str = "fn store(i: u32, v: f32) { y[i] = glu_act(y[i], p[8]) * v; }";
 const WRITE_ROWS: &str = include_str!("shaders/write_rows.wgsl");
+const WRITE_KV: &str = include_str!("shaders/write_kv.wgsl");
 const QK_ROPE: &str = include_str!("shaders/qk_rope.wgsl");
 
 /// Bindings and loads/stores of `qk_rope.wgsl` rotating q and k in place.
@@ -757,6 +758,60 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// The rows as u32 after checking that each fits `dst_len` values.
+    fn cache_rows(
+        op: &'static str,
+        dst_len: usize,
+        rows: &[usize],
+        width: usize,
+    ) -> Result<Vec<u32>> {
+        let mut r32 = Vec::with_capacity(rows.len());
+        for &r in rows {
+            let end = r
+                .checked_add(1)
+                .and_then(|e| e.checked_mul(width))
+                .ok_or_else(|| shape(op, format!("row {r} overflows")))?;
+            need(op, "dst", dst_len, end)?;
+            r32.push(u32_of(op, r)?);
+        }
+        Ok(r32)
+    }
+
+    pub(crate) fn op_write_kv(
+        &self,
+        k_dst: &mut GpuBuffer,
+        v_dst: &mut GpuBuffer,
+        k: &GpuBuffer,
+        v: &GpuBuffer,
+        rows: &[usize],
+        width: usize,
+    ) -> Result<()> {
+        let op = "write_kv";
+        need(op, "k", k.len, rows.len() * width)?;
+        need(op, "v", v.len, rows.len() * width)?;
+        let r32 = Self::cache_rows(op, k_dst.len.min(v_dst.len), rows, width)?;
+        let n = rows.len() * width;
+        if n == 0 {
+            return Ok(());
+        }
+        let (g, tx) = grid64(2 * n as u64);
+        let pipe = self.simple(op, WRITE_KV);
+        self.ctx.dispatch(
+            op,
+            &pipe,
+            &[u32_of(op, n)?, tx, u32_of(op, width)?],
+            &[
+                Bind::Buf(&k_dst.buf),
+                Bind::Buf(&v_dst.buf),
+                Bind::Buf(&k.buf),
+                Bind::Buf(&v.buf),
+                Bind::Data(&r32),
+            ],
+            g,
+        );
+        Ok(())
+    }
+
     pub(crate) fn op_write_rows(
         &self,
         dst: &mut GpuBuffer,
@@ -765,15 +820,7 @@ impl GpuBackend {
         width: usize,
     ) -> Result<()> {
         need("write_rows", "src", src.len, rows.len() * width)?;
-        let mut r32 = Vec::with_capacity(rows.len());
-        for &r in rows {
-            let end = r
-                .checked_add(1)
-                .and_then(|e| e.checked_mul(width))
-                .ok_or_else(|| shape("write_rows", format!("row {r} overflows")))?;
-            need("write_rows", "dst", dst.len, end)?;
-            r32.push(u32_of("write_rows", r)?);
-        }
+        let r32 = Self::cache_rows("write_rows", dst.len, rows, width)?;
         let n = rows.len() * width;
         if n == 0 {
             return Ok(());

@@ -481,6 +481,32 @@ fn write_rows_copy_rows_argmax_and_top_k_match_cpu() {
     c.download_cache(&dc, &mut hc).unwrap();
     assert_eq!(hg, hc);
     assert!(hc[width..2 * width].iter().all(|v| *v != 0.0));
+    // K and V in one call, against the CPU backend's two write_rows.
+    let (kv, vv) = (rand_vec(2 * width, 15), rand_vec(2 * width, 16));
+    let mut kg = g.alloc_cache(8 * width).unwrap();
+    let mut vg = g.alloc_cache(8 * width).unwrap();
+    let mut kc = c.alloc_cache(8 * width).unwrap();
+    let mut vc = c.alloc_cache(8 * width).unwrap();
+    for (rows, seed) in [(&[2usize, 7][..], 0u64), (&[7, 0][..], 1)] {
+        let (k, v) = if seed == 0 {
+            (kv.clone(), vv.clone())
+        } else {
+            (rand_vec(2 * width, 17), rand_vec(2 * width, 18))
+        };
+        let (k_g, v_g) = (g.upload(&k).unwrap(), g.upload(&v).unwrap());
+        g.write_kv(&mut kg, &mut vg, &k_g, &v_g, rows, width)
+            .unwrap();
+        let (k_c, v_c) = (c.upload(&k).unwrap(), c.upload(&v).unwrap());
+        c.write_kv(&mut kc, &mut vc, &k_c, &v_c, rows, width)
+            .unwrap();
+    }
+    for (a, b) in [(&kg, &kc), (&vg, &vc)] {
+        let (mut ha, mut hb) = (vec![0.0; 8 * width], vec![0.0; 8 * width]);
+        g.download_cache(a, &mut ha).unwrap();
+        c.download_cache(b, &mut hb).unwrap();
+        assert_eq!(ha, hb);
+        assert!(hb[2 * width..3 * width].iter().all(|v| *v != 0.0));
+    }
     // The copy is recorded right after a dispatch, then both are read.
     let mut xg = g.upload(&rand_vec(8 * width, 14)).unwrap();
     let mut xc = c.upload(&rand_vec(8 * width, 14)).unwrap();

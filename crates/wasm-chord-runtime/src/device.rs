@@ -566,6 +566,19 @@ impl Backend for AnyBackend {
             => b.write_rows(d, s, rows, width))
     }
 
+    fn write_kv(
+        &self,
+        k_dst: &mut AnyCache,
+        v_dst: &mut AnyCache,
+        k: &AnyBuffer,
+        v: &AnyBuffer,
+        rows: &[usize],
+        width: usize,
+    ) -> Result<()> {
+        dispatch!("write_kv", b = self, kd: AnyCache = k_dst, vd: AnyCache = v_dst,
+            k: AnyBuffer = k, v: AnyBuffer = v => b.write_kv(kd, vd, k, v, rows, width))
+    }
+
     fn attention(
         &self,
         q: &AnyBuffer,

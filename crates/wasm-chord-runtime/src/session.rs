@@ -369,8 +369,7 @@ impl<'m, B: Backend> Session<'m, B> {
             let lc = &mut self.cache.layers[il];
             let rows = lc.positions.len();
             let slots: Vec<usize> = positions.iter().map(|&p| p as usize % rows).collect();
-            be.write_rows(&mut lc.k, k_ref, &slots, kvw)?;
-            be.write_rows(&mut lc.v, &v, &slots, kvw)?;
+            be.write_kv(&mut lc.k, &mut lc.v, k_ref, &v, &slots, kvw)?;
             for (&s, &p) in slots.iter().zip(&positions) {
                 lc.positions[s] = Some(p);
             }

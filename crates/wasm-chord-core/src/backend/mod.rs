@@ -379,6 +379,22 @@ pub trait Backend: Send + Sync + 'static {
         width: usize,
     ) -> Result<()>;
 
+    /// [`Backend::write_rows`] of `k` into `k_dst` and of `v` into `v_dst`
+    /// (a layer's new cache rows) in one call; the default makes the two
+    /// calls.
+    fn write_kv(
+        &self,
+        k_dst: &mut Self::Cache,
+        v_dst: &mut Self::Cache,
+        k: &Self::Buffer,
+        v: &Self::Buffer,
+        rows: &[usize],
+        width: usize,
+    ) -> Result<()> {
+        self.write_rows(k_dst, k, rows, width)?;
+        self.write_rows(v_dst, v, rows, width)
+    }
+
     /// Causal attention of `q` (tokens × `n_heads · head_dim`) over the cache
     /// rows `k`, `v` (each `capacity × n_kv_heads · head_dim`) with masking
     /// by positions; writes tokens × `n_heads · head_dim` to `out`.
