@@ -1,7 +1,8 @@
 //! The device, its queue, the pipeline cache and the recording of a forward
-//! pass: every op appends a compute pass to one internal command encoder,
-//! and the encoder is submitted only when the host needs a result
-//! (download, argmax, top-k) or when the parameter arena is full.
+//! pass: every op appends a dispatch to one internal command encoder, and
+//! the encoder is submitted every few dispatches (`set_submit_every`), when
+//! the host needs a result (download, argmax, top-k) or when the parameter
+//! arena is full.
 //!
 //! Small per-dispatch data (the kernel's parameter words, positions, token
 //! ids, cache rows) is appended to a host-side arena and bound as slices of

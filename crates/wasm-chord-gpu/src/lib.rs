@@ -16,10 +16,14 @@
 //! - **Attention** runs over the KV cache with GQA, causal and
 //!   sliding-window masking by positions and soft-capping, with an online
 //!   softmax (no score matrix).
-//! - **Recording**: every op appends a compute pass to one internal command
-//!   encoder; it is submitted when the host reads a result (`download`,
-//!   `argmax`, `top_k`), so a forward pass is one submission. `argmax` and
-//!   `top_k` run on the device and read back only their answer.
+//! - **Recording**: every op appends a dispatch to one internal command
+//!   encoder; it is submitted every 16 dispatches (so the device starts on
+//!   a forward pass while the host records the rest) and when the host
+//!   reads a result (`download`, `argmax`, `top_k`). `argmax` and `top_k`
+//!   run on the device and read back only their answer.
+//! - **Fused ops** for decoding: `add_rms_norm`, `qk_rope` and `write_kv`
+//!   are one dispatch each, `matmul_glu` applies the activation in the up
+//!   projection's store.
 //! - Arithmetic is f32 everywhere (f16 only as a storage rounding), so no
 //!   adapter feature is required; with subgroups the matrix-vector kernel
 //!   reduces its sums by shuffles, otherwise through workgroup memory.
