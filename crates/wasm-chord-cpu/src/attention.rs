@@ -178,7 +178,7 @@ fn softmax(idx: &[usize], val: &mut [f32], p: &AttentionParams<'_>) {
             .for_each(|s| *s = cap * ((*s * p.scale) * (1.0 / cap)).tanh()),
     }
     let max = max_of(val);
-    exp_scores(val, max);
+    attn::exp_shifted(val, max);
     let sum = softmax_sum_split(idx, val);
     let inv = if sum > 0.0 { (1.0 / sum) as f32 } else { 0.0 };
     for s in val.iter_mut() {
@@ -251,36 +251,6 @@ struct Buffers {
     q4: [Vec<f32>; 4],
     s4: [Vec<f32>; 4],
     scratch: attn::Scratch,
-}
-
-/// `exp(s - max)` of every score by [`ggml_expf`], with hardware fused
-/// multiply-adds where the CPU has them (the same operations; without FMA
-/// enabled at compile time each `mul_add` is a library call).
-fn exp_scores(scores: &mut [f32], max: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::kernels::has_avx2() {
-        // SAFETY: FMA was detected (with AVX2 and F16C).
-        unsafe { exp_scores_fma(scores, max) };
-        return;
-    }
-    exp_scores_plain(scores, max);
-}
-
-/// [`exp_scores`] compiled with FMA.
-///
-/// # Safety
-/// The CPU must support FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-unsafe fn exp_scores_fma(scores: &mut [f32], max: f32) {
-    exp_scores_plain(scores, max);
-}
-
-#[inline(always)]
-fn exp_scores_plain(scores: &mut [f32], max: f32) {
-    for s in scores.iter_mut() {
-        *s = ggml_expf(*s - max);
-    }
 }
 
 #[cfg(test)]

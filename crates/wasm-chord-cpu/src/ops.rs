@@ -90,18 +90,17 @@ fn gelu_table() -> &'static [u16] {
     })
 }
 
-/// SiLU (`ggml_silu_f32`).
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
-
-/// `out = act(gate) · up`.
+/// `out = act(gate) · up`. SiLU as ggml-cpu's `ggml_vec_swiglu_f32` on
+/// x86 (its exp polynomial for chunks of 16, libm's `expf` for the tail:
+/// `kernels::attn::swiglu`), so a row's results match llama.cpp's bits.
 pub fn glu(kind: GluKind, gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = match kind {
-            GluKind::Silu => silu(*g) * u,
-            GluKind::GeluTanh => gelu_f16_table(*g) * u,
-        };
+    match kind {
+        GluKind::Silu => crate::kernels::attn::swiglu(gate, up),
+        GluKind::GeluTanh => {
+            for (g, &u) in gate.iter_mut().zip(up) {
+                *g = gelu_f16_table(*g) * u;
+            }
+        }
     }
 }
 

@@ -234,6 +234,59 @@ pub(crate) fn weighted_rows4<'a, T: KvElem>(
     }
 }
 
+/// `v[i] = ggml_expf(v[i] - max)` ([`crate::attention::ggml_expf`], the
+/// polynomial of ggml's `ggml_v_expf`), 16 values at a time with AVX-512
+/// (the same operations in each lane, so the same bits), the rest one by
+/// one.
+pub(crate) fn exp_shifted(v: &mut [f32], max: f32) {
+    #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
+    let v = if has_avx512f() {
+        let n = v.len() / 16 * 16;
+        // SAFETY: AVX-512F was detected (F16C and FMA with it on every
+        // AVX-512 CPU; `has_avx512f` checks F16C, FMA is checked here).
+        if crate::kernels::has_avx2() {
+            unsafe { avx512::exp_shifted_16s(&mut v[..n], max) };
+            &mut v[n..]
+        } else {
+            v
+        }
+    } else {
+        v
+    };
+    for x in v.iter_mut() {
+        *x = crate::attention::ggml_expf(*x - max);
+    }
+}
+
+/// `gate[i] = silu(gate[i]) · up[i]` as ggml-cpu's `ggml_vec_swiglu_f32`
+/// computes it: in chunks of 16 from the start, `x / (1 + e)` with `e` from
+/// ggml's exp polynomial ([`crate::attention::ggml_expf`] of `0 - x`), then
+/// times `up`; the last `len % 16` values with libm's `expf`, as ggml's
+/// scalar tail. With AVX-512 the chunks run in registers (same bits).
+pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
+    let n = gate.len().min(up.len()) / 16 * 16;
+    let (head, tail) = gate.split_at_mut(n);
+    #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
+    let done = has_avx512f() && crate::kernels::has_avx2();
+    #[cfg(not(all(target_arch = "x86_64", wasm_chord_avx512)))]
+    let done = false;
+    #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
+    if done {
+        // SAFETY: AVX-512F, F16C and FMA were detected; `up` holds at
+        // least `n` values.
+        unsafe { avx512::swiglu_16s(head, &up[..n]) };
+    }
+    if !done {
+        for (g, &u) in head.iter_mut().zip(up) {
+            let e = crate::attention::ggml_expf(0.0 - *g);
+            *g = (*g / (1.0 + e)) * u;
+        }
+    }
+    for (g, &u) in tail.iter_mut().zip(&up[n..]) {
+        *g = (*g / (1.0 + (-*g).exp())) * u;
+    }
+}
+
 /// Each value rounded to the nearest f16 (ties to even), as
 /// [`crate::round_f16`]; with AVX-512F's `vcvtps2ph`, 16 at a time.
 pub(crate) fn round_f16_slice(v: &mut [f32]) {
@@ -267,6 +320,79 @@ fn reduce_lanes(lanes: &[f32], out: &mut [f32]) {
 mod avx512 {
     use super::KvElem;
     use std::arch::x86_64::*;
+
+    /// ggml's AVX-512 `ggml_v_expf`, operation for operation: the
+    /// polynomial of [`crate::attention::ggml_expf`] in 16 lanes, `scalef`
+    /// for `j · 2^n`, and 0 or infinity where `|n| > 192`.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn expf16(x: __m512) -> __m512 {
+        let c = |bits: u32| _mm512_set1_ps(f32::from_bits(bits));
+        let r = c(0x4b40_0000);
+        let z = _mm512_fmadd_ps(x, c(0x3fb8_aa3b), r);
+        let n = _mm512_sub_ps(z, r);
+        let b = _mm512_fnmadd_ps(n, c(0x35bf_be8e), _mm512_fnmadd_ps(n, c(0x3f31_7200), x));
+        let d = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(n), _mm512_set1_ps(192.0));
+        let u = _mm512_mul_ps(b, b);
+        let j = _mm512_fmadd_ps(
+            _mm512_fmadd_ps(
+                _mm512_fmadd_ps(c(0x3c07_2010), b, c(0x3d2b_9f17)),
+                u,
+                _mm512_fmadd_ps(c(0x3e2a_af33), b, c(0x3eff_fedb)),
+            ),
+            u,
+            _mm512_fmadd_ps(c(0x3f7f_fff6), b, _mm512_set1_ps(1.0)),
+        );
+        let res = _mm512_scalef_ps(j, n);
+        if d == 0 {
+            return res;
+        }
+        let zero = _mm512_setzero_ps();
+        let alt = _mm512_mask_blend_ps(
+            _mm512_cmp_ps_mask::<_CMP_LE_OQ>(n, zero),
+            _mm512_set1_ps(f32::INFINITY),
+            zero,
+        );
+        _mm512_mask_blend_ps(d, res, alt)
+    }
+
+    /// [`super::exp_shifted`] of a multiple of 16 values.
+    ///
+    /// # Safety
+    /// AVX-512F and FMA.
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) unsafe fn exp_shifted_16s(v: &mut [f32], max: f32) {
+        let m = _mm512_set1_ps(max);
+        for c in v.chunks_exact_mut(16) {
+            // SAFETY: `c` has 16 values.
+            unsafe {
+                let x = _mm512_sub_ps(_mm512_loadu_ps(c.as_ptr()), m);
+                _mm512_storeu_ps(c.as_mut_ptr(), expf16(x));
+            }
+        }
+    }
+
+    /// [`super::swiglu`]'s chunks of 16 (`gate.len()` a multiple of 16,
+    /// `up` as long), as ggml's `ggml_v_silu` times `up`.
+    ///
+    /// # Safety
+    /// AVX-512F and FMA.
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) unsafe fn swiglu_16s(gate: &mut [f32], up: &[f32]) {
+        let one = _mm512_set1_ps(1.0);
+        for (g, u) in gate.chunks_exact_mut(16).zip(up.chunks_exact(16)) {
+            // SAFETY: 16 values each.
+            unsafe {
+                let x = _mm512_loadu_ps(g.as_ptr());
+                let e = expf16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+                let s = _mm512_div_ps(x, _mm512_add_ps(one, e));
+                _mm512_storeu_ps(
+                    g.as_mut_ptr(),
+                    _mm512_mul_ps(s, _mm512_loadu_ps(u.as_ptr())),
+                );
+            }
+        }
+    }
 
     /// [`super::reduce16`] of a register.
     #[inline]
@@ -679,6 +805,55 @@ mod tests {
                 assert_eq!(got16[d].to_bits(), want[d].to_bits(), "hd={hd} d={d}");
             }
             assert!(want.iter().any(|&w| w != 0.0));
+        }
+    }
+
+    /// Random values over the exp polynomial's whole range, with the ends.
+    fn exp_inputs(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        let mut v: Vec<f32> = (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 220.0
+            })
+            .collect();
+        v.extend([0.0, -0.0, 88.7, 89.0, -103.0, -150.0, 1000.0, -1000.0]);
+        v.extend([f32::INFINITY, f32::NEG_INFINITY, 1e-30, -1e-30, 0.5, -0.5]);
+        v
+    }
+
+    #[test]
+    fn exp_shifted_is_ggml_expf_bit_for_bit() {
+        // 1000 + 14 values: the 16-value chunks and a tail.
+        let x = exp_inputs(1000, 77);
+        for max in [0.0f32, 3.25, -40.0] {
+            let mut got = x.clone();
+            exp_shifted(&mut got, max);
+            for (g, &x) in got.iter().zip(&x) {
+                let want = crate::attention::ggml_expf(x - max);
+                assert_eq!(g.to_bits(), want.to_bits(), "exp({x} - {max})");
+            }
+        }
+    }
+
+    #[test]
+    fn swiglu_is_the_16_lane_polynomial_then_libm_tail() {
+        let x: Vec<f32> = exp_inputs(100, 5).iter().map(|v| v / 8.0).collect();
+        let up = exp_inputs(x.len(), 6);
+        let n16 = x.len() / 16 * 16;
+        assert!(n16 < x.len());
+        let mut got = x.clone();
+        swiglu(&mut got, &up);
+        for (i, ((g, &x), &u)) in got.iter().zip(&x).zip(&up).enumerate() {
+            let e = if i < n16 {
+                crate::attention::ggml_expf(0.0 - x)
+            } else {
+                (-x).exp()
+            };
+            let want = (x / (1.0 + e)) * u;
+            assert_eq!(g.to_bits(), want.to_bits(), "silu({x}) * {u}");
         }
     }
 
