@@ -135,23 +135,9 @@ pub(crate) fn weighted_rows<'a, T: KvElem>(
     lanes.resize(16 * hd, 0.0);
     #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
     if hd % 16 == 0 && has_avx512f() {
-        // Rows grouped by lane (a counting sort), in order within each.
-        let mut starts = [0usize; 17];
-        for &j in idx {
-            assert!(row(j).len() >= hd);
-            starts[j % 16 + 1] += 1;
-        }
-        for l in 0..16 {
-            starts[l + 1] += starts[l];
-        }
-        let order = &mut scratch.order;
-        order.clear();
-        order.resize(idx.len(), (0, 0.0));
-        let mut next = starts;
-        for (&j, &p) in idx.iter().zip(val) {
-            order[next[j % 16]] = (j, p);
-            next[j % 16] += 1;
-        }
+        assert!(idx.iter().all(|&j| row(j).len() >= hd));
+        let starts = by_lane(idx, |i| val[i], &mut scratch.order);
+        let order = &scratch.order;
         // SAFETY: AVX-512F and F16C were detected; every row has at least
         // `hd` elements (checked above).
         unsafe { avx512::weighted_lanes(order, &starts, &row, lanes, out) };
@@ -205,22 +191,13 @@ pub(crate) fn weighted_rows4<'a, T: KvElem>(
     assert!(out.iter().all(|o| o.len() == hd) && val.iter().all(|v| v.len() >= idx.len()));
     #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
     if hd % 16 == 0 && has_avx512f() {
-        let mut starts = [0usize; 17];
-        for &j in idx {
-            assert!(row(j).len() >= hd);
-            starts[j % 16 + 1] += 1;
-        }
-        for l in 0..16 {
-            starts[l + 1] += starts[l];
-        }
-        let order = &mut scratch.order4;
-        order.clear();
-        order.resize(idx.len(), (0, [0.0; 4]));
-        let mut next = starts;
-        for (i, &j) in idx.iter().enumerate() {
-            order[next[j % 16]] = (j, [val[0][i], val[1][i], val[2][i], val[3][i]]);
-            next[j % 16] += 1;
-        }
+        assert!(idx.iter().all(|&j| row(j).len() >= hd));
+        let starts = by_lane(
+            idx,
+            |i| [val[0][i], val[1][i], val[2][i], val[3][i]],
+            &mut scratch.order4,
+        );
+        let order = &scratch.order4;
         let lanes = &mut scratch.lanes;
         lanes.clear();
         lanes.resize(4 * 16 * hd, 0.0);
@@ -285,6 +262,32 @@ pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in tail.iter_mut().zip(&up[n..]) {
         *g = (*g / (1.0 + (-*g).exp())) * u;
     }
+}
+
+/// The rows `idx` with their weights `p(i)` grouped by lane `j % 16` (a
+/// counting sort, rows in order within a lane) into `order`; returns where
+/// each lane's rows start (lane `l`: `starts[l]..starts[l + 1]`).
+#[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
+fn by_lane<P: Copy + Default>(
+    idx: &[usize],
+    p: impl Fn(usize) -> P,
+    order: &mut Vec<(usize, P)>,
+) -> [usize; 17] {
+    let mut starts = [0usize; 17];
+    for &j in idx {
+        starts[j % 16 + 1] += 1;
+    }
+    for l in 0..16 {
+        starts[l + 1] += starts[l];
+    }
+    order.clear();
+    order.resize(idx.len(), (0, P::default()));
+    let mut next = starts;
+    for (i, &j) in idx.iter().enumerate() {
+        order[next[j % 16]] = (j, p(i));
+        next[j % 16] += 1;
+    }
+    starts
 }
 
 /// Each value rounded to the nearest f16 (ties to even), as
