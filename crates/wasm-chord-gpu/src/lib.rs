@@ -360,7 +360,29 @@ impl Backend for GpuBackend {
         out: &mut GpuBuffer,
     ) -> Result<()> {
         out.touch();
-        self.op_matmul(w, x, n_tokens, out, None)
+        self.op_matmul(w, x, n_tokens, out)
+    }
+
+    fn matmul_qkv(
+        &self,
+        w_q: &GpuWeight,
+        w_k: &GpuWeight,
+        w_v: &GpuWeight,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        q: &mut GpuBuffer,
+        k: &mut GpuBuffer,
+        v: &mut GpuBuffer,
+    ) -> Result<()> {
+        q.touch();
+        k.touch();
+        v.touch();
+        if self.op_matmul_qkv([w_q, w_k, w_v], x, n_tokens, [&*q, &*k, &*v])? {
+            return Ok(());
+        }
+        self.op_matmul(w_q, x, n_tokens, q)?;
+        self.op_matmul(w_k, x, n_tokens, k)?;
+        self.op_matmul(w_v, x, n_tokens, v)
     }
 
     fn add_bias(&self, x: &mut GpuBuffer, bias: &GpuWeight, n_rows: usize) -> Result<()> {
@@ -457,13 +479,12 @@ impl Backend for GpuBackend {
         up: &mut GpuBuffer,
     ) -> Result<()> {
         gate.touch();
-        if self.fuses_glu(w_gate, w_up, n_tokens, rows) {
-            self.op_matmul(w_gate, x, n_tokens, gate, None)?;
-            return self.op_matmul(w_up, x, n_tokens, gate, Some(kind));
+        if self.op_matmul_glu(kind, w_gate, w_up, x, n_tokens, rows, gate)? {
+            return Ok(());
         }
         up.touch();
-        self.op_matmul(w_gate, x, n_tokens, gate, None)?;
-        self.op_matmul(w_up, x, n_tokens, up, None)?;
+        self.op_matmul(w_gate, x, n_tokens, gate)?;
+        self.op_matmul(w_up, x, n_tokens, up)?;
         self.op_glu(kind, gate, up, n_tokens * rows)
     }
 

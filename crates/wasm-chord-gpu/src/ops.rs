@@ -22,10 +22,6 @@ const MAP: &str = include_str!("shaders/map.wgsl");
 const GLU: &str = include_str!("shaders/glu.wgsl");
 const GLU_ACT: &str = include_str!("shaders/glu_act.wgsl");
 
-/// The store of `matvec32.wgsl` and its replacement in the variant fused
-/// with the gated activation (`y` holds the gate product when it runs).
-const STORE: &str = "fn store(i: u32, v: f32) { y[i] = v; }";
-const STORE_GLU: &str = "fn store(i: u32, v: f32) { y[i] = glu_act(y[i], p[8]) * v; }";
 const WRITE_ROWS: &str = include_str!("shaders/write_rows.wgsl");
 const WRITE_KV: &str = include_str!("shaders/write_kv.wgsl");
 const QK_ROPE: &str = include_str!("shaders/qk_rope.wgsl");
@@ -134,55 +130,293 @@ fn with_deq(body: &str, ty: &str) -> String {
     )
 }
 
-/// The reduction of `matvec32.wgsl` with subgroup shuffles: each row's TPR
-/// lanes are an aligned part of one subgroup, so a butterfly over them
-/// leaves every lane with the row's sums.
-const SUBGROUP_REDUCE: &str = "    for (var t = 0u; t < nt; t++) {
-        var v = acc[t];
-        for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-            v += subgroupShuffleXor(v, s);
-        }
-        acc[t] = v;
-    }
-    if (r < rows && lane < nt) {
-        store((t0 + lane) * p[3] + p[4] + r, acc[lane]);
-    }
-";
+/// How the matrix-vector kernel adds up a row's partial sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reduce {
+    /// A tree in workgroup memory (no subgroups).
+    Tree,
+    /// A butterfly of subgroup shuffles: a row's threads are an aligned
+    /// part of one subgroup.
+    Shuffle,
+    /// `subgroupAdd` per subgroup, then the row's subgroups through
+    /// workgroup memory: a row spans whole subgroups.
+    SubgroupAdd,
+}
 
-/// `matvec32.wgsl` with its reduction done by subgroup shuffles.
-fn subgroup_variant(src: &str) -> String {
-    match (
-        src.find("    // REDUCE-BEGIN"),
-        src.find("    // REDUCE-END"),
-    ) {
-        (Some(a), Some(b)) => {
-            // Browsers' WGSL compilers require the directive; naga (native)
-            // rejects it and takes the subgroup builtins as they are.
-            let enable = if cfg!(target_arch = "wasm32") {
-                "enable subgroups;\n"
-            } else {
-                ""
-            };
-            let src = format!("{enable}{}{SUBGROUP_REDUCE}{}", &src[..a], &src[b..]);
-            // Rows are assigned by subgroup position, so that a row's lanes
-            // are one aligned part of one subgroup whatever the driver's
-            // layout of invocations into subgroups.
-            match (src.find("    // SLOT-BEGIN"), src.find("    // SLOT-END")) {
-                (Some(a), Some(b)) => format!(
-                    "{}    let slot = sg_id * sg_size + sg_lane;\n{}",
-                    &src[..a],
-                    &src[b..]
-                )
-                .replace(
-                    "@builtin(local_invocation_index) lid: u32)",
-                    "@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sg_id: u32, \
-                     @builtin(subgroup_size) sg_size: u32, @builtin(subgroup_invocation_id) sg_lane: u32)",
-                ),
-                _ => src,
+/// Threads per row, threads per workgroup and reduction of the
+/// matrix-vector kernel for rows of `cols` values (a multiple of 32), given
+/// the adapter's subgroup widths (`sg_min == 0`: no subgroups).
+///
+/// A thread takes one 32-value sub-block at a time, so a row of `n`
+/// sub-blocks gets about `n` threads (a power of two, at most 256): a
+/// Llama-1B down projection (8,192 values) runs 2,048 workgroups of one
+/// row, each thread one sub-block, instead of a few threads walking the
+/// row. Workgroups have at least 64 threads (several short rows each), and
+/// rows at least 8 threads (one per token of the batch for the store).
+fn matvec_shape(cols: usize, sg_min: u32, sg_max: u32) -> (u32, u32, Reduce) {
+    let nsb = (cols / 32).max(1) as u32;
+    // At least 8: lane t of a row stores the row's sum for token t.
+    let tpr = nsb.next_power_of_two().clamp(MV_TOKENS as u32, 256);
+    let (tpr, reduce) = if sg_min == 0 {
+        (tpr, Reduce::Tree)
+    } else if tpr <= sg_min {
+        (tpr, Reduce::Shuffle)
+    } else {
+        (tpr.max(sg_max).min(256), Reduce::SubgroupAdd)
+    };
+    (tpr, tpr.max(64), reduce)
+}
+
+/// Renames, in WGSL source, every identifier for which `f` gives a name
+/// (comments and numbers are left as they are).
+fn rename_idents(src: &str, f: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(src.len() + src.len() / 8);
+    let mut rest = src;
+    while let Some(c) = rest.chars().next() {
+        let len = if rest.starts_with("//") {
+            rest.find('\n').unwrap_or(rest.len())
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let n = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let id = &rest[..n];
+            match f(id) {
+                Some(name) => out.push_str(&name),
+                None => out.push_str(id),
+            }
+            rest = &rest[n..];
+            continue;
+        } else if c.is_ascii_digit() {
+            rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .unwrap_or(rest.len())
+        } else {
+            c.len_utf8()
+        };
+        out.push_str(&rest[..len]);
+        rest = &rest[len..];
+    }
+    out
+}
+
+/// `dequant.wgsl` for the weight bound as `w{s}`: its functions get the
+/// suffix `_{s}`.
+fn dequant_for(s: usize) -> String {
+    let names: Vec<&str> = DEQUANT
+        .split("fn ")
+        .skip(1)
+        .filter_map(|t| t.split('(').next())
+        .collect();
+    rename_idents(DEQUANT, |id| {
+        if id == "w" {
+            Some(format!("w{s}"))
+        } else if names.contains(&id) {
+            Some(format!("{id}_{s}"))
+        } else {
+            None
+        }
+    })
+}
+
+/// The reductions of `matvec32.wgsl`: `reduce(acc, nt, slot, lane, sg)`
+/// returns, to the thread of lane t < nt, the row's sum for token t. `sg`
+/// is (subgroup id, subgroup size, lane in the subgroup).
+fn matvec_reduce(reduce: Reduce) -> &'static str {
+    match reduce {
+        Reduce::Tree => {
+            "fn reduce(acc: array<f32, 8>, nt: u32, slot: u32, lane: u32, sg: vec3<u32>) -> f32 {
+    for (var t = 0u; t < nt; t++) {
+        red[t * WG + slot] = acc[t];
+    }
+    workgroupBarrier();
+    for (var h = TPR / 2u; h > 0u; h >>= 1u) {
+        if (lane < h) {
+            for (var t = 0u; t < nt; t++) {
+                red[t * WG + slot] += red[t * WG + slot + h];
             }
         }
-        _ => src.to_string(),
+        workgroupBarrier();
     }
+    let v = red[min(lane, 7u) * WG + slot - lane];
+    workgroupBarrier();
+    return v;
+}
+"
+        }
+        Reduce::Shuffle => {
+            "fn reduce(acc: array<f32, 8>, nt: u32, slot: u32, lane: u32, sg: vec3<u32>) -> f32 {
+    var out = 0.0;
+    for (var t = 0u; t < nt; t++) {
+        var v = acc[t];
+        for (var h = TPR / 2u; h > 0u; h >>= 1u) {
+            v += subgroupShuffleXor(v, h);
+        }
+        if (t == lane) {
+            out = v;
+        }
+    }
+    return out;
+}
+"
+        }
+        Reduce::SubgroupAdd => {
+            "fn reduce(acc: array<f32, 8>, nt: u32, slot: u32, lane: u32, sg: vec3<u32>) -> f32 {
+    for (var t = 0u; t < nt; t++) {
+        let v = subgroupAdd(acc[t]);
+        if (sg.z == 0u) {
+            red[t * WG + sg.x] = v;
+        }
+    }
+    workgroupBarrier();
+    let per = TPR / sg.y;
+    let first = (slot / TPR) * per;
+    var v = 0.0;
+    if (lane < nt) {
+        for (var j = 0u; j < per; j++) {
+            v += red[lane * WG + first + j];
+        }
+    }
+    workgroupBarrier();
+    return v;
+}
+"
+        }
+    }
+}
+
+/// `matvec32.wgsl` for weights of the WGSL type names `types` (one to
+/// three, each with its own input and output; with `dual`, two: the gate
+/// and the up weight, whose products meet in one gated output).
+fn matvec_source(types: &[&str], tpr: u32, wg: u32, reduce: Reduce, dual: bool) -> String {
+    let n = types.len();
+    let mut binds = String::new();
+    let mut b = 1;
+    let mut bind = |name: String, access: &str, ty: &str| {
+        binds += &format!("@group(0) @binding({b}) var<storage, {access}> {name}: {ty};\n");
+        b += 1;
+    };
+    for s in 0..n {
+        bind(format!("w{s}"), "read", "array<u32>");
+    }
+    for s in 0..n {
+        bind(format!("x{s}"), "read", "array<vec4<f32>>");
+    }
+    for s in 0..if dual { 1 } else { n } {
+        bind(format!("y{s}"), "read_write", "array<f32>");
+    }
+    let mut dots = String::new();
+    for (s, ty) in types.iter().enumerate() {
+        dots += &dequant_for(s);
+        dots += &format!(
+            "
+fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
+    var acc: array<f32, 8>;
+    let base = r * p[{row_bytes}u];
+    let nv = p[0] / 4u;
+    let nsb = p[0] / 32u;
+    for (var sb = lane; sb < nsb; sb += TPR) {{
+        let wv = deq32_{ty}_{s}(base, sb * 32u);
+        for (var t = 0u; t < nt; t++) {{
+            let xo = (t0 + t) * nv + sb * 8u;
+            var d = vec4<f32>(0.0);
+            for (var k = 0u; k < 8u; k++) {{
+                d += wv[k] * x{s}[xo + k];
+            }}
+            acc[t] += (d.x + d.y) + (d.z + d.w);
+        }}
+    }}
+    return acc;
+}}
+",
+            row_bytes = 6 + 3 * s
+        );
+    }
+    let (sg_args, slot, sg) = if reduce == Reduce::Tree {
+        ("", "let slot = lid;", "vec3<u32>(0u)")
+    } else {
+        (
+            ", @builtin(subgroup_id) sg_id: u32, @builtin(subgroup_size) sg_size: u32, \
+             @builtin(subgroup_invocation_id) sg_lane: u32",
+            // Rows are assigned by subgroup position, so that a row's lanes
+            // are aligned parts of subgroups whatever the driver's layout of
+            // invocations into subgroups.
+            "let slot = sg_id * sg_size + sg_lane;",
+            "vec3<u32>(sg_id, sg_size, sg_lane)",
+        )
+    };
+    let body = if dual {
+        format!(
+            "var ag: array<f32, 8>;
+    var au: array<f32, 8>;
+    if (ok) {{
+        ag = dot_0(r, lane, nt, t0);
+        au = dot_1(r, lane, nt, t0);
+    }}
+    let vg = reduce(ag, nt, slot, lane, {sg});
+    let vu = reduce(au, nt, slot, lane, {sg});
+    if (ok && lane < nt) {{
+        y0[(t0 + lane) * p[14] + p[15] + r] = glu_act(vg, p[4]) * vu;
+    }}"
+        )
+    } else {
+        let mut calls = String::new();
+        let mut stores = String::new();
+        for s in 0..n {
+            let els = if s == 0 { "" } else { " else" };
+            calls += &format!("{els} if (s == {s}u) {{ acc = dot_{s}(r, lane, nt, t0); }}");
+            let idx = if s == 0 {
+                "(t0 + lane) * p[14] + p[15] + r".to_string()
+            } else {
+                format!("(t0 + lane) * p[{}u] + r", 5 + 3 * s)
+            };
+            stores += &format!("{els} if (s == {s}u) {{ y{s}[{idx}] = v; }}");
+        }
+        format!(
+            "var acc: array<f32, 8>;
+    if (ok) {{
+       {calls}
+    }}
+    let v = reduce(acc, nt, slot, lane, {sg});
+    if (ok && lane < nt) {{
+       {stores}
+    }}"
+        )
+    };
+    // Browsers' WGSL compilers require the directive; naga (native) rejects
+    // it and takes the subgroup builtins as they are.
+    let enable = if reduce != Reduce::Tree && cfg!(target_arch = "wasm32") {
+        "enable subgroups;\n"
+    } else {
+        ""
+    };
+    let src = MATVEC32
+        .replace("//BINDINGS", &binds)
+        .replace("//DOTS", &dots)
+        .replace("//REDUCE", matvec_reduce(reduce))
+        .replace("//SGARGS", sg_args)
+        .replace("//SLOT", slot)
+        .replace("//BODY", &body)
+        .replace("REDSIZE", &(8 * wg).to_string())
+        .replace("WGSIZE", &wg.to_string())
+        .replace("NSEG", &format!("{n}u"))
+        .replace("TPR", &format!("{tpr}u"));
+    let src = format!("{enable}{src}");
+    if dual {
+        format!("{src}\n{GLU_ACT}")
+    } else {
+        src
+    }
+}
+
+/// One weight of a matrix-vector dispatch: a part of it, the rounded input
+/// for its type, the output and where its rows go there.
+struct MvSeg<'a> {
+    ty: &'static str,
+    row_bytes: usize,
+    part: &'a crate::weight::Part,
+    act: &'a wgpu::Buffer,
+    out: &'a wgpu::Buffer,
+    /// Output values per token and the first output row of this part.
+    stride: usize,
 }
 
 fn unsupported(op: &'static str, ty: GgmlType) -> BackendError {
@@ -250,107 +484,141 @@ impl GpuBackend {
         Ok(buf)
     }
 
-    /// Whether [`GpuBackend::op_matmul`] can fuse the gated activation into
-    /// the up projection: the matrix-vector kernel on whole sub-blocks, both
-    /// weights of the same shape.
-    pub(crate) fn fuses_glu(
+    /// Records the matrix-vector kernel over `segs` (one to three weights
+    /// reading the same input; with `glu`, the gate and up weights of one
+    /// gated output) for `n_tokens` (at most [`MV_TOKENS`] at a time).
+    fn matvec(
         &self,
-        w_gate: &GpuWeight,
-        w_up: &GpuWeight,
+        segs: &[MvSeg<'_>],
+        cols: usize,
         n_tokens: usize,
-        rows: usize,
-    ) -> bool {
-        n_tokens <= MV_TOKENS
-            && w_up.cols % 32 == 0
-            && (w_gate.rows, w_gate.cols) == (w_up.rows, w_up.cols)
-            && w_up.rows == rows
+        glu: Option<GluKind>,
+    ) -> Result<()> {
+        let sg = self.subgroup_width() as u32;
+        let sg_max = if sg == 0 {
+            0
+        } else {
+            self.ctx.info.subgroup_max_size.max(sg)
+        };
+        let (tpr, wg, reduce) = matvec_shape(cols, sg, sg_max);
+        let types: Vec<&str> = segs.iter().map(|s| s.ty).collect();
+        let key = format!(
+            "matvec_{}_{tpr}_{wg}_{reduce:?}{}",
+            types.join("_"),
+            if glu.is_some() { "_glu" } else { "" }
+        );
+        let pipe = self.ctx.pipeline(&key, || {
+            matvec_source(&types, tpr, wg, reduce, glu.is_some())
+        });
+        let rows_per_group = (wg / tpr) as usize;
+        let mut p = [0u32; 16];
+        p[0] = u32_of("matmul", cols)?;
+        p[4] = glu.map_or(0, |k| u32::from(k == GluKind::GeluTanh));
+        let mut groups = 0u64;
+        let used = if glu.is_some() { &segs[..1] } else { segs };
+        for (s, seg) in used.iter().enumerate() {
+            let n = seg.part.rows.div_ceil(rows_per_group);
+            p[5 + 3 * s] = u32_of("matmul", seg.part.rows)?;
+            p[6 + 3 * s] = u32_of("matmul", seg.row_bytes)?;
+            p[7 + 3 * s] = u32_of("matmul", n)?;
+            groups += n as u64;
+        }
+        if glu.is_some() {
+            p[9] = u32_of("matmul", segs[1].row_bytes)?;
+        }
+        p[14] = u32_of("matmul", segs[0].stride)?;
+        p[15] = u32_of("matmul", segs[0].part.first)?;
+        let (g, gx) = grid(groups);
+        p[3] = gx;
+        let mut binds: Vec<Bind<'_>> = segs.iter().map(|s| Bind::Buf(&s.part.buf)).collect();
+        binds.extend(segs.iter().map(|s| Bind::Buf(s.act)));
+        binds.extend(used.iter().map(|s| Bind::Buf(s.out)));
+        for t0 in (0..n_tokens).step_by(MV_TOKENS) {
+            p[1] = (n_tokens - t0).min(MV_TOKENS) as u32;
+            p[2] = u32_of("matmul", t0)?;
+            self.ctx.dispatch("matvec", &pipe, &p, &binds, g);
+        }
+        Ok(())
     }
 
-    /// `out = w · x` for `n_tokens` tokens; with `glu`, `out = act(out) ·
-    /// (w · x)` instead (the matrix-vector kernel only: see
-    /// [`GpuBackend::fuses_glu`]).
-    pub(crate) fn op_matmul(
+    /// Whether the matrix-vector kernel takes `w` whole for `n_tokens`
+    /// (rows of whole 32-value sub-blocks, one buffer, a batch it takes).
+    fn matvec_whole(w: &GpuWeight, n_tokens: usize) -> bool {
+        n_tokens <= MV_TOKENS && w.cols % 32 == 0 && w.parts.len() == 1 && wgsl_name(w.ty).is_some()
+    }
+
+    /// Checks `w · x` for `n_tokens` into `out` and returns the input as the
+    /// weight's dot product sees it.
+    fn matmul_input(
         &self,
         w: &GpuWeight,
         x: &GpuBuffer,
         n_tokens: usize,
-        out: &mut GpuBuffer,
-        glu: Option<GluKind>,
-    ) -> Result<()> {
-        let ty_name = wgsl_name(w.ty).ok_or_else(|| unsupported("matmul", w.ty))?;
+        out: &GpuBuffer,
+    ) -> Result<wgpu::Buffer> {
+        wgsl_name(w.ty).ok_or_else(|| unsupported("matmul", w.ty))?;
         let block = w.ty.block_size();
         if w.cols % 4 != 0 || w.cols % block != 0 {
             return Err(shape("matmul", format!("rows of {} values", w.cols)));
         }
         need("matmul", "x", x.len, n_tokens * w.cols)?;
         need("matmul", "out", out.len, n_tokens * w.rows)?;
+        match act_mode(w.ty) {
+            Some(mode) => self.quantized(x, n_tokens * w.cols, mode),
+            None => Ok(x.buf.clone()),
+        }
+    }
+
+    /// `out = w · x` for `n_tokens` tokens.
+    pub(crate) fn op_matmul(
+        &self,
+        w: &GpuWeight,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        let ty_name = wgsl_name(w.ty).ok_or_else(|| unsupported("matmul", w.ty))?;
         if n_tokens == 0 {
             return Ok(());
         }
-        let n = n_tokens * w.cols;
         let _guard = self.scratch_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let act = match act_mode(w.ty) {
-            Some(mode) => self.quantized(x, n, mode)?,
-            None => x.buf.clone(),
-        };
+        let act = self.matmul_input(w, x, n_tokens, out)?;
+        if n_tokens <= MV_TOKENS && w.cols % 32 == 0 {
+            for part in &w.parts {
+                let seg = MvSeg {
+                    ty: ty_name,
+                    row_bytes: w.row_bytes,
+                    part,
+                    act: &act,
+                    out: &out.buf,
+                    stride: w.rows,
+                };
+                self.matvec(&[seg], w.cols, n_tokens, None)?;
+            }
+            return Ok(());
+        }
         let tiled = n_tokens > MV_TOKENS && w.cols % 32 == 0;
-        let whole = w.cols % 32 == 0;
         let (kind, body) = if tiled {
             ("matmul", MATMUL)
-        } else if whole {
-            ("matvec", MATVEC32)
         } else {
             ("matvec4", MATVEC)
         };
-        // Threads per row of the matrix-vector kernels, by row length (in
-        // sub-blocks of 32, or groups of 4 values).
-        let tpr = if whole {
-            match w.cols / 32 {
-                0..=32 => 16,
-                33..=128 => 32,
-                129..=1024 => 64,
-                _ => 256,
-            }
-        } else {
-            match w.cols / 4 {
-                0..=256 => 16,
-                257..=2048 => 64,
-                _ => 256,
-            }
+        // Threads per row of the 4-value kernel, by row length.
+        let tpr = match w.cols / 4 {
+            0..=256 => 16,
+            257..=2048 => 64,
+            _ => 256,
         };
-        // With subgroups at least as wide as a row's threads, the sums are
-        // reduced by shuffles (rows get fewer threads if needed).
-        let sg = self.subgroup_width();
-        let shuffle = whole && !tiled && sg >= 4;
-        let tpr = if shuffle { tpr.min(sg) } else { tpr };
-        if glu.is_some() && (tiled || !whole) {
-            return Err(shape(
-                "matmul",
-                "a fused GLU needs the matrix-vector kernel".into(),
-            ));
-        }
         let key = if tiled {
             format!("{kind}_{ty_name}")
         } else {
-            format!(
-                "{kind}_{ty_name}_{tpr}{}{}",
-                if shuffle { "_sg" } else { "" },
-                if glu.is_some() { "_glu" } else { "" }
-            )
+            format!("{kind}_{ty_name}_{tpr}")
         };
         let pipe = self.ctx.pipeline(&key, || {
-            let src = with_deq(body, ty_name);
-            let src = if shuffle { subgroup_variant(&src) } else { src };
-            let src = if glu.is_some() {
-                format!("{}\n{GLU_ACT}", src.replace(STORE, STORE_GLU))
-            } else {
-                src
-            };
-            src.replace("TPR", &format!("{tpr}u"))
+            with_deq(body, ty_name).replace("TPR", &format!("{tpr}u"))
         });
-        let glu_kind = glu.map_or(0, |k| u32::from(k == GluKind::GeluTanh));
         for part in &w.parts {
-            let common = [
+            let mut p = [
                 u32_of("matmul", part.rows)?,
                 u32_of("matmul", w.cols)?,
                 0,
@@ -359,38 +627,103 @@ impl GpuBackend {
                 0,
                 u32_of("matmul", w.row_bytes)?,
                 0,
-                glu_kind,
             ];
+            let binds = [Bind::Buf(&part.buf), Bind::Buf(&act), Bind::Buf(&out.buf)];
             if tiled {
-                let mut p = common;
                 p[2] = u32_of("matmul", n_tokens)?;
                 let gx = part.rows.div_ceil(64) as u32;
                 let gy = u32_of("matmul", n_tokens.div_ceil(64))?;
-                self.ctx.dispatch(
-                    kind,
-                    &pipe,
-                    &p,
-                    &[Bind::Buf(&part.buf), Bind::Buf(&act), Bind::Buf(&out.buf)],
-                    (gx, gy, 1),
-                );
+                self.ctx.dispatch(kind, &pipe, &p, &binds, (gx, gy, 1));
             } else {
                 let (g, gx) = grid(part.rows.div_ceil(256 / tpr) as u64);
                 for t0 in (0..n_tokens).step_by(MV_TOKENS) {
-                    let mut p = common;
                     p[2] = (n_tokens - t0).min(MV_TOKENS) as u32;
                     p[5] = gx;
                     p[7] = u32_of("matmul", t0)?;
-                    self.ctx.dispatch(
-                        kind,
-                        &pipe,
-                        &p,
-                        &[Bind::Buf(&part.buf), Bind::Buf(&act), Bind::Buf(&out.buf)],
-                        g,
-                    );
+                    self.ctx.dispatch(kind, &pipe, &p, &binds, g);
                 }
             }
         }
         Ok(())
+    }
+
+    /// `out = act(w_gate · x) · (w_up · x)` in one matrix-vector dispatch
+    /// when both weights are whole buffers of the same shape and the batch
+    /// is small; `Ok(false)` (nothing recorded) otherwise.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn op_matmul_glu(
+        &self,
+        kind: GluKind,
+        w_gate: &GpuWeight,
+        w_up: &GpuWeight,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        rows: usize,
+        out: &mut GpuBuffer,
+    ) -> Result<bool> {
+        if !(Self::matvec_whole(w_gate, n_tokens)
+            && Self::matvec_whole(w_up, n_tokens)
+            && (w_gate.rows, w_gate.cols) == (w_up.rows, w_up.cols)
+            && w_up.rows == rows)
+        {
+            return Ok(false);
+        }
+        if n_tokens == 0 {
+            return Ok(true);
+        }
+        let _guard = self.scratch_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let act_g = self.matmul_input(w_gate, x, n_tokens, out)?;
+        let act_u = self.matmul_input(w_up, x, n_tokens, out)?;
+        let segs = [(w_gate, &act_g), (w_up, &act_u)].map(|(w, act)| MvSeg {
+            ty: wgsl_name(w.ty).unwrap_or("f32"),
+            row_bytes: w.row_bytes,
+            part: &w.parts[0],
+            act,
+            out: &out.buf,
+            stride: w.rows,
+        });
+        self.matvec(&segs, w_up.cols, n_tokens, Some(kind))?;
+        Ok(true)
+    }
+
+    /// q, k and v (`w · x` for three weights of the same input) in one
+    /// matrix-vector dispatch when each weight is one buffer and the batch
+    /// is small; `Ok(false)` (nothing recorded) otherwise.
+    pub(crate) fn op_matmul_qkv(
+        &self,
+        w: [&GpuWeight; 3],
+        x: &GpuBuffer,
+        n_tokens: usize,
+        out: [&GpuBuffer; 3],
+    ) -> Result<bool> {
+        let cols = w[0].cols;
+        if !w
+            .iter()
+            .all(|w| Self::matvec_whole(w, n_tokens) && w.cols == cols)
+        {
+            return Ok(false);
+        }
+        if n_tokens == 0 {
+            return Ok(true);
+        }
+        let _guard = self.scratch_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let acts = [
+            self.matmul_input(w[0], x, n_tokens, out[0])?,
+            self.matmul_input(w[1], x, n_tokens, out[1])?,
+            self.matmul_input(w[2], x, n_tokens, out[2])?,
+        ];
+        let segs: Vec<MvSeg<'_>> = (0..3)
+            .map(|i| MvSeg {
+                ty: wgsl_name(w[i].ty).unwrap_or("f32"),
+                row_bytes: w[i].row_bytes,
+                part: &w[i].parts[0],
+                act: &acts[i],
+                out: &out[i].buf,
+                stride: w[i].rows,
+            })
+            .collect();
+        self.matvec(&segs, cols, n_tokens, None)?;
+        Ok(true)
     }
 
     pub(crate) fn op_embed(

@@ -23,14 +23,19 @@ macro_rules! gpu_or_skip {
 fn matmul_matches_cpu_for_every_type_and_batch_size() {
     let g = gpu_or_skip!();
     let c = cpu();
-    // Row lengths for each matrix-vector variant (16, 32, 64 and 256
-    // threads per row); batches for both kernels and their edges.
-    // Rows of 100 values (float types only) take the 4-wide kernel.
-    let shapes: [(usize, usize, &[usize]); 5] = [
+    // Row lengths for each shape of the matrix-vector kernel (8 (two or
+    // eight sub-blocks), 16,
+    // 32, 128 and 256 threads per row, the last with two sub-blocks for
+    // some threads; rows within one subgroup and rows over several);
+    // batches for both kernels and their edges. Rows of 100 values (float
+    // types only) take the 4-wide kernel.
+    let shapes: [(usize, usize, &[usize]); 7] = [
         (512, 72, &[1, 3, 8, 9, 70, 130]),
         (2304, 40, &[1, 9]),
         (1024, 24, &[1]),
         (8448, 12, &[2]),
+        (256, 36, &[1, 4]),
+        (64, 50, &[1, 8]),
         (100, 20, &[1, 9]),
     ];
     for (cols, rows, batches) in shapes {
@@ -197,6 +202,91 @@ fn matmul_glu_matches_cpu_composed_ops() {
                     g.glu(kind, &mut g2, &ug, n * rows).unwrap();
                     let d = rel_l2(&read(g, &gg), &read(g, &g2));
                     assert!(d < 1e-6, "{ty:?} n={n} {kind:?}: fused vs unfused {d}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_qkv_matches_cpu_and_separate_matmuls() {
+    // q, k and v in one dispatch (1-8 tokens, weights of different types
+    // and row counts, so different activation roundings), the fallback to
+    // separate products (9 tokens; weights split by rows), with subgroups
+    // and with the workgroup-memory reduction: against the CPU backend, and
+    // equal bit for bit to the same backend's separate matmuls.
+    let shared = gpu_or_skip!();
+    let plain = GpuBackend::new().unwrap();
+    plain.set_subgroups(false);
+    let mut split = GpuBackend::new().unwrap();
+    // Parts of at most 3 rows of 512 Q8_0 values (544 bytes per row).
+    split.limit_part_bytes(3 * 544 + 16);
+    let c = cpu();
+    let cols = 512usize;
+    let mixes: [[(GgmlType, usize); 3]; 3] = [
+        [
+            (GgmlType::Q4_K, 64),
+            (GgmlType::Q4_K, 16),
+            (GgmlType::Q6_K, 16),
+        ],
+        [
+            (GgmlType::Q5_0, 72),
+            (GgmlType::Q8_0, 24),
+            (GgmlType::Q6_K, 24),
+        ],
+        [(GgmlType::F16, 40), (GgmlType::F32, 8), (GgmlType::Q4_0, 8)],
+    ];
+    for (i, mix) in mixes.iter().enumerate() {
+        let s = 400 + 10 * i as u64;
+        let names = ["q", "k", "v"];
+        let tensors: Vec<_> = (0..3)
+            .map(|j| {
+                let (ty, rows) = mix[j];
+                (
+                    names[j],
+                    cols,
+                    rows,
+                    ty,
+                    rand_vec(cols * rows, s + j as u64),
+                )
+            })
+            .collect();
+        let file = gguf(&tensors);
+        let cw: Vec<_> = names.iter().map(|n| weight(&c, &file, n)).collect();
+        for g in [&*shared, &plain, &split] {
+            let gw: Vec<_> = names.iter().map(|n| weight(g, &file, n)).collect();
+            for n in [1usize, 3, 8, 9] {
+                let x = rand_vec(n * cols, s + 5 + n as u64);
+                let (xg, xc) = (g.upload(&x).unwrap(), c.upload(&x).unwrap());
+                let mut og: Vec<_> = mix.iter().map(|&(_, r)| g.alloc(n * r).unwrap()).collect();
+                let mut oc: Vec<_> = mix.iter().map(|&(_, r)| c.alloc(n * r).unwrap()).collect();
+                let [q, k, v] = &mut og[..] else {
+                    unreachable!()
+                };
+                g.matmul_qkv(&gw[0], &gw[1], &gw[2], &xg, n, q, k, v)
+                    .unwrap();
+                let [q, k, v] = &mut oc[..] else {
+                    unreachable!()
+                };
+                c.matmul_qkv(&cw[0], &cw[1], &cw[2], &xc, n, q, k, v)
+                    .unwrap();
+                for j in 0..3 {
+                    let got = read(g, &og[j]);
+                    let e = rel_l2(&got, &read(&c, &oc[j]));
+                    assert!(
+                        e < 2e-3,
+                        "{:?} n={n}: {} relative L2 {e}",
+                        mix[j].0,
+                        names[j]
+                    );
+                    let mut alone = g.alloc(n * mix[j].1).unwrap();
+                    g.matmul(&gw[j], &xg, n, &mut alone).unwrap();
+                    assert!(
+                        got == read(g, &alone),
+                        "{:?} n={n}: {} differs from its own matmul",
+                        mix[j].0,
+                        names[j]
+                    );
                 }
             }
         }

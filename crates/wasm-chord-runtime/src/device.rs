@@ -539,6 +539,23 @@ impl Backend for AnyBackend {
         }
     }
 
+    fn matmul_qkv(
+        &self,
+        w_q: &AnyWeight,
+        w_k: &AnyWeight,
+        w_v: &AnyWeight,
+        x: &AnyBuffer,
+        n_tokens: usize,
+        q: &mut AnyBuffer,
+        k: &mut AnyBuffer,
+        v: &mut AnyBuffer,
+    ) -> Result<()> {
+        dispatch!("matmul_qkv", b = self, wq: AnyWeight = w_q, wk: AnyWeight = w_k,
+            wv: AnyWeight = w_v, x: AnyBuffer = x, q: AnyBuffer = q, k: AnyBuffer = k,
+            v: AnyBuffer = v
+            => b.matmul_qkv(wq, wk, wv, x, n_tokens, q, k, v))
+    }
+
     fn matmul_glu(
         &self,
         kind: GluKind,

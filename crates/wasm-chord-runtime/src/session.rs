@@ -324,9 +324,9 @@ impl<'m, B: Backend> Session<'m, B> {
         }
         for (il, layer) in m.layers.iter().enumerate() {
             let swa = c.is_swa(il);
-            be.matmul(&layer.wq, &h, n, &mut q)?;
-            be.matmul(&layer.wk, &h, n, &mut k)?;
-            be.matmul(&layer.wv, &h, n, &mut v)?;
+            be.matmul_qkv(
+                &layer.wq, &layer.wk, &layer.wv, &h, n, &mut q, &mut k, &mut v,
+            )?;
             if let (Some(bq), Some(bk), Some(bv)) = (&layer.bq, &layer.bk, &layer.bv) {
                 be.add_bias(&mut q, bq, n)?;
                 be.add_bias(&mut k, bk, n)?;

@@ -347,6 +347,27 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The attention inputs: `q = w_q · x`, `k = w_k · x`, `v = w_v · x`
+    /// for `n_tokens` tokens of one input. A backend may run the three
+    /// products as one (a GPU saves two dispatches per layer); the default
+    /// is three [`Backend::matmul`] calls.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_qkv(
+        &self,
+        w_q: &Self::Weight,
+        w_k: &Self::Weight,
+        w_v: &Self::Weight,
+        x: &Self::Buffer,
+        n_tokens: usize,
+        q: &mut Self::Buffer,
+        k: &mut Self::Buffer,
+        v: &mut Self::Buffer,
+    ) -> Result<()> {
+        self.matmul(w_q, x, n_tokens, q)?;
+        self.matmul(w_k, x, n_tokens, k)?;
+        self.matmul(w_v, x, n_tokens, v)
+    }
+
     /// The gated feed-forward input: `gate = w_gate · x`, `up = w_up · x`,
     /// then `gate = act(gate) · up` over `n_tokens` tokens of `rows` values
     /// (the weights' output width). `up` is scratch: a backend that fuses
