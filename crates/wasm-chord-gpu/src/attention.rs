@@ -1,6 +1,6 @@
 //! Attention over the KV cache and device top-k: the two ops whose work is
-//! split over several dispatches (row ranges and their reduction; rounds of
-//! chunked selection).
+//! split over several dispatches (scores, then probabilities·V, or row
+//! ranges and their reduction; rounds of chunked selection).
 
 use crate::context::Bind;
 use crate::ops::{grid64, need, shape, u32_of, MAX_GROUPS};
@@ -11,6 +11,32 @@ const ATTN_COMMON: &str = include_str!("shaders/attn_common.wgsl");
 const ATTN_STATS: &str = include_str!("shaders/attn_stats.wgsl");
 const ATTN_PV: &str = include_str!("shaders/attn_pv.wgsl");
 const ATTN_REDUCE: &str = include_str!("shaders/attn_reduce.wgsl");
+const ATTN_SCORES: &str = include_str!("shaders/attn_scores.wgsl");
+const ATTN_OUT: &str = include_str!("shaders/attn_out.wgsl");
+/// Largest (token, head) count and cache row count that take the two-kernel
+/// path (`attn_scores`, then `attn_out`) instead of the three-kernel one
+/// (`attn_stats`, `attn_pv`, `attn_reduce`, which splits the rows into
+/// ranges and stores no score matrix).
+///
+/// Why these: a dispatch costs ~5 us of fixed latency on a discrete GPU, so
+/// decoding wants as few as possible, but each must still spread over the
+/// device (an H100/H200 has 132 SMs). `attn_scores` parallelizes over
+/// (token, head) × rows / (256 / T) workgroups (T threads per row), which
+/// is plenty at any size: 160 for Gemma-3-270M's 4 heads (head_dim 256,
+/// T = 16) at 640 rows, 320 for Llama-3.2-1B's 32 heads (head_dim 64, T =
+/// 4). `attn_out` cannot split the rows across workgroups (that is what
+/// needs the reduce pass), only the head dimensions: (token, head) ×
+/// head_dim / 8 workgroups (128 and 256 for those two shapes), each reading
+/// one 32-byte sector (8 dimensions) of every V row with 128 row lanes,
+/// i.e. rows / 128 rows per thread in steps of four.
+/// At 4096 rows that is 32 rows (8 steps of L2 latency) and 128 KiB per
+/// workgroup, about 1-2 us, the cost of the dispatch that the split path
+/// adds; longer contexts split the rows instead. Tokens × heads only bound
+/// the stored scores (256 × 4096 × 4 B = 4 MiB) and keep prompts, whose
+/// causal mask leaves the split path as fast, on the path with no score
+/// matrix.
+const FUSED_MAX_ITEMS: usize = 256;
+const FUSED_MAX_ROWS: usize = 4096;
 const TOP_K: &str = include_str!("shaders/top_k.wgsl");
 /// Workgroups an attention call aims for: the cache rows are split into
 /// ranges until (token, head) pairs × ranges reach it.
@@ -57,13 +83,16 @@ impl GpuBackend {
             .map(|s| s.unwrap_or(u32::MAX))
             .collect();
         let items = n_tok * nh;
+        if items as u64 > MAX_GROUPS * MAX_GROUPS {
+            return Err(shape("attention", format!("{items} token heads")));
+        }
+        if items <= FUSED_MAX_ITEMS && n_slots <= FUSED_MAX_ROWS {
+            return self.attention_fused(q, k, v, p, &kpos, out);
+        }
         // Rows per range (a multiple of 16), so that enough workgroups run.
         let want = ATTN_TARGET_GROUPS.div_ceil(items).max(1);
         let per = n_slots.div_ceil(want).div_ceil(16).max(1) * 16;
         let splits = n_slots.div_ceil(per).max(1);
-        if items as u64 > MAX_GROUPS * MAX_GROUPS {
-            return Err(shape("attention", format!("{items} token heads")));
-        }
         let g = (
             splits as u32,
             items.min(MAX_GROUPS as usize) as u32,
@@ -134,6 +163,79 @@ impl GpuBackend {
                 g,
             );
         }
+        Ok(())
+    }
+
+    /// Decoding attention in two dispatches: every score stored by
+    /// `attn_scores`, then softmax and probabilities·V over all rows by
+    /// `attn_out`, one workgroup per (token, head, 4·DV dimensions). See
+    /// [`FUSED_MAX_ROWS`] for when it runs.
+    fn attention_fused(
+        &self,
+        q: &GpuBuffer,
+        k: &GpuBuffer,
+        v: &GpuBuffer,
+        p: &AttentionParams<'_>,
+        kpos: &[u32],
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        let (nh, hd) = (p.n_heads, p.head_dim);
+        let n_tok = p.query_positions.len();
+        let n_slots = kpos.len();
+        let items = n_tok * nh;
+        let hd4 = hd / 4;
+        let params = [
+            u32_of("attention", n_tok)?,
+            u32_of("attention", nh)?,
+            u32_of("attention", p.n_kv_heads)?,
+            u32_of("attention", hd)?,
+            u32_of("attention", n_slots)?,
+            p.scale.to_bits(),
+            p.softcap.unwrap_or(0.0).to_bits(),
+            p.window.unwrap_or(0),
+        ];
+        let (gy, gz) = (
+            items.min(MAX_GROUPS as usize) as u32,
+            items.div_ceil(MAX_GROUPS as usize) as u32,
+        );
+        // Threads per row: at most four vec4 loads each.
+        let t = hd4.div_ceil(4).next_power_of_two().min(16);
+        let rows_per_group = 256 / t;
+        let _guard = self.scratch_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let scores = self.scratch("attn_scores", (items * n_slots * 4) as u64)?;
+        let pipe = self.ctx.pipeline(&format!("attn_scores_{t}_{hd4}"), || {
+            format!("const T: u32 = {t}u;\nconst HD4: u32 = {hd4}u;\n{ATTN_SCORES}")
+        });
+        self.ctx.dispatch(
+            "attn_scores",
+            &pipe,
+            &params,
+            &[
+                Bind::Buf(&q.buf),
+                Bind::Buf(&k.buf),
+                Bind::Data(p.query_positions),
+                Bind::Data(kpos),
+                Bind::Buf(&scores),
+            ],
+            (n_slots.div_ceil(rows_per_group) as u32, gy, gz),
+        );
+        // Two vec4s (a 32-byte sector of each V row) per workgroup, unless
+        // that leaves fewer than 128 workgroups.
+        let dv = if hd4 % 2 == 0 && items * hd4 / 2 >= 128 {
+            2
+        } else {
+            1
+        };
+        let pipe = self.ctx.pipeline(&format!("attn_out_{dv}"), || {
+            format!("const DV: u32 = {dv}u;\n{ATTN_OUT}")
+        });
+        self.ctx.dispatch(
+            "attn_out",
+            &pipe,
+            &params[..5],
+            &[Bind::Buf(&v.buf), Bind::Buf(&scores), Bind::Buf(&out.buf)],
+            ((hd4 / dv) as u32, gy, gz),
+        );
         Ok(())
     }
 

@@ -703,3 +703,41 @@ fn attention_matches_cpu_with_gqa_window_softcap_and_ring_slots() {
     let kpos: Vec<Option<u32>> = (0..10).map(|i| Some(i + 50)).collect();
     attention_case(2, 1, 64, &[3, 55], &kpos, None, None, 61);
 }
+
+/// A ring of `n` cache slots holding positions `base..base + n` rotated by
+/// `rot`, with every 37th slot (from the 5th) empty.
+fn ring(n: u32, base: u32, rot: u32) -> Vec<Option<u32>> {
+    (0..n)
+        .map(|i| (i % 37 != 5).then_some(base + (i + rot) % n))
+        .collect()
+}
+
+#[test]
+fn attention_two_kernel_and_split_paths_match_cpu() {
+    // Decoding (one or two query tokens) on the two-kernel path: the
+    // Gemma-3 shape (4 heads over 1 kv head, head_dim 256, sliding window,
+    // soft-capping), the Llama-3.2 shape (32 over 8, head_dim 64), head_dim
+    // 80 and 128, with a ring of 640 slots.
+    let kpos = ring(640, 100, 333);
+    attention_case(4, 1, 256, &[739], &kpos, Some(512), Some(50.0), 71);
+    attention_case(4, 1, 256, &[738, 739], &kpos, None, None, 72);
+    attention_case(32, 8, 64, &[739], &kpos, None, None, 73);
+    attention_case(4, 2, 80, &[739], &kpos, Some(100), None, 74);
+    attention_case(8, 2, 128, &[600, 739], &kpos, None, Some(20.0), 75);
+    // Few workgroups (one vec4 of dimensions each), and a head that sees
+    // nothing next to one that sees every row.
+    attention_case(2, 1, 64, &[50, 739], &kpos, None, None, 76);
+    // Tokens × heads on both sides of the limit (256): 64 and 65 tokens of
+    // 4 heads (the second on the split path, several row ranges).
+    let kpos = ring(150, 0, 40);
+    let qpos: Vec<u32> = (0..64).map(|i| 20 + 2 * i).collect();
+    attention_case(4, 2, 64, &qpos, &kpos, Some(64), None, 81);
+    let qpos: Vec<u32> = (0..65).map(|i| 20 + 2 * i).collect();
+    attention_case(4, 2, 64, &qpos, &kpos, Some(64), None, 82);
+    // Cache rows on both sides of the limit (4096).
+    for (n, seed) in [(4096, 91), (4097, 92)] {
+        let kpos = ring(n, 7, 1000);
+        attention_case(2, 1, 64, &[n + 6], &kpos, None, Some(30.0), seed);
+        attention_case(4, 1, 256, &[n + 6], &kpos, Some(1024), None, seed + 10);
+    }
+}
