@@ -45,9 +45,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let window = p[7];
     let masked = kp == 0xffffffffu || kp > qp || (window != 0u && qp - kp >= window);
     var acc = vec4<f32>(0.0);
-    for (var d = lane; d < HD4; d += T) {
-        // q rounded to f16 as ggml's f16 K·q product does.
-        acc += f16r4(q[qo + d]) * k[ko + d];
+    // A constant trip count (at most four), so that the loop unrolls and
+    // every load is issued before the first product.
+    for (var i = 0u; i < (HD4 + T - 1u) / T; i++) {
+        let d = lane + i * T;
+        if (d < HD4) {
+            // q rounded to f16 as ggml's f16 K·q product does.
+            acc += f16r4(q[qo + d]) * k[ko + d];
+        }
     }
     part[lid] = (acc.x + acc.y) + (acc.z + acc.w);
     workgroupBarrier();
