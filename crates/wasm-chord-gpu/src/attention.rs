@@ -32,9 +32,9 @@ const ATTN_OUT: &str = include_str!("shaders/attn_out.wgsl");
 /// At 4096 rows that is 32 rows (8 steps of L2 latency) and 128 KiB per
 /// workgroup, about 1-2 us, the cost of the dispatch that the split path
 /// adds; longer contexts split the rows instead. Tokens × heads only bound
-/// the stored scores (256 × 4096 × 4 B = 4 MiB) and keep prompts, whose
-/// causal mask leaves the split path as fast, on the path with no score
-/// matrix.
+/// the stored scores (256 × 4096 × 4 B = 4 MiB) and keep prompts, which
+/// have (token, head) pairs enough to fill the device and amortize the
+/// third dispatch over many tokens, on the path with no score matrix.
 const FUSED_MAX_ITEMS: usize = 256;
 const FUSED_MAX_ROWS: usize = 4096;
 const TOP_K: &str = include_str!("shaders/top_k.wgsl");
