@@ -219,6 +219,7 @@ fn main() {
             // Warm-up (pipeline compilation), then the timed repetitions.
             run_once(&model, a.pp.min(64), 4, 99);
             let (c0, s0, r0, w0) = backend.counters();
+            let h0 = backend.host_counters();
             let mut pp = Vec::new();
             let mut tg = Vec::new();
             for r in 0..a.reps {
@@ -227,6 +228,7 @@ fn main() {
                 tg.push(a.tg as f64 / tt);
             }
             let (c1, s1, r1, w1) = backend.counters();
+            let h1 = backend.host_counters();
             let stat = |v: &[f64]| {
                 let m = v.iter().sum::<f64>() / v.len() as f64;
                 let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
@@ -243,6 +245,19 @@ fn main() {
                 a.reps,
                 (r1 - r0) as f64 / 1e6 / steps,
                 (w1 - w0) as f64 / 1e6 / steps,
+            );
+            println!(
+                "  host ns per dispatch: {:.0} recording, {:.0} finishing passes and encoders, {:.0} in queue.submit",
+                (r1 - r0) as f64 / (c1 - c0).max(1) as f64,
+                (h1.finish_ns - h0.finish_ns) as f64 / (c1 - c0).max(1) as f64,
+                (h1.submit_ns - h0.submit_ns) as f64 / (c1 - c0).max(1) as f64,
+            );
+            println!(
+                "  bind groups: {} made, {} reused; activation buffers: {} new, {} from the pool",
+                h1.groups_made - h0.groups_made,
+                h1.groups_reused - h0.groups_reused,
+                h1.buffers_made - h0.buffers_made,
+                h1.buffers_reused - h0.buffers_reused,
             );
         }
         backend.set_pass_per_dispatch(a.pass_per_dispatch);

@@ -8,6 +8,11 @@
 //! ids, cache rows) is appended to a host-side arena and bound as slices of
 //! one storage buffer; the arena is written to the device just before the
 //! encoder is submitted, so recording a dispatch never waits on the GPU.
+//!
+//! Bind groups are made once and reused: the arena bindings (parameter
+//! words and data slices) have dynamic offsets in explicit layouts, so a
+//! bind group only depends on the pipeline, the bound buffers and the size
+//! class of each data slice, and the cache finds it again on the next token.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -20,6 +25,12 @@ const ARENA_BYTES: u64 = 1 << 20;
 
 /// Dispatches per submission by default (see [`Ctx::set_submit_every`]).
 const SUBMIT_EVERY: u64 = 16;
+
+/// Bind groups kept for reuse; the cache is emptied when it holds more.
+const MAX_GROUPS: usize = 4096;
+
+/// Most bindings of one kernel (binding 0 included).
+const MAX_BINDS: usize = 12;
 
 /// One binding of a dispatch, in binding order starting at 1 (binding 0 is
 /// always the parameter words).
@@ -42,10 +53,53 @@ struct Profiler {
     totals: HashMap<&'static str, (f64, u64)>,
 }
 
-/// A compiled kernel and its bind group layout (asked once).
+/// A kernel: its shader module and the pipelines made from it, one per
+/// way of binding it (which bindings are arena slices), made on first use.
 pub(crate) struct Pipe {
+    key: String,
+    module: wgpu::ShaderModule,
+    /// Bindings the source declares read-only (bit per binding number).
+    read_only: u64,
+    variants: Mutex<Vec<Arc<Variant>>>,
+}
+
+/// A compiled pipeline for one binding shape: `n` bindings, of which those
+/// in `data` (bit per binding, binding 0 always) are arena slices bound
+/// with dynamic offsets when `dynamic`.
+struct Variant {
+    id: u64,
+    n: usize,
+    data: u64,
+    dynamic: bool,
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
+}
+
+/// A bind group kept for reuse, with what it binds.
+struct Cached {
+    variant: u64,
+    /// The bound buffer per binding (`None` for arena slices).
+    bufs: [Option<wgpu::Buffer>; MAX_BINDS],
+    /// Bound size class per binding (arena slices only).
+    sizes: [u64; MAX_BINDS],
+    group: wgpu::BindGroup,
+}
+
+/// Bind groups by hash of (variant, buffers, sizes).
+#[derive(Default)]
+struct Groups {
+    map: HashMap<u64, Vec<Cached>>,
+    len: usize,
+    /// Bind groups created (cache misses) and reused (hits).
+    made: u64,
+    reused: u64,
+}
+
+impl Groups {
+    fn clear(&mut self) {
+        self.map.clear();
+        self.len = 0;
+    }
 }
 
 /// What is being recorded.
@@ -64,6 +118,11 @@ struct State {
     /// Host time spent recording dispatches and waiting for read-backs.
     record_ns: u64,
     wait_ns: u64,
+    /// Host time of submissions: ending the pass, writing the arena and
+    /// finishing the encoder (`finish_ns`), `queue.submit` (`submit_ns`;
+    /// with a CPU adapter this includes running the work).
+    finish_ns: u64,
+    submit_ns: u64,
     /// Record each dispatch in a compute pass of its own.
     pass_per_dispatch: bool,
     /// Submit after this many dispatches (0: only when a result is read),
@@ -73,6 +132,7 @@ struct State {
     /// Dispatches recorded since the last submission.
     pending: u64,
     profiler: Option<Profiler>,
+    groups: Groups,
 }
 
 /// The device and everything shared by the ops.
@@ -83,8 +143,17 @@ pub(crate) struct Ctx {
     pub info: wgpu::AdapterInfo,
     pub features: wgpu::Features,
     align: u64,
+    next_variant: std::sync::atomic::AtomicU64,
     pipelines: Mutex<HashMap<String, Arc<Pipe>>>,
     state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("adapter", &self.info.name)
+            .finish()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -108,6 +177,7 @@ impl Ctx {
             info,
             features,
             align,
+            next_variant: std::sync::atomic::AtomicU64::new(1),
             pipelines: Mutex::new(HashMap::new()),
             state: Mutex::new(State {
                 encoder: None,
@@ -120,10 +190,13 @@ impl Ctx {
                 submits: 0,
                 record_ns: 0,
                 wait_ns: 0,
+                finish_ns: 0,
+                submit_ns: 0,
                 pass_per_dispatch: false,
                 submit_every: SUBMIT_EVERY,
                 pending: 0,
                 profiler: None,
+                groups: Groups::default(),
             }),
         }
     }
@@ -210,31 +283,124 @@ impl Ctx {
         (st.passes, st.submits, st.record_ns, st.wait_ns)
     }
 
+    /// (bind groups created, bind groups reused, host ns finishing
+    /// encoders, host ns in `queue.submit`) since creation.
+    pub fn host_counters(&self) -> (u64, u64, u64, u64) {
+        let st = lock(&self.state);
+        (st.groups.made, st.groups.reused, st.finish_ns, st.submit_ns)
+    }
+
     /// A compute pipeline for `key`, compiled from `source()` on first use.
     pub fn pipeline(&self, key: &str, source: impl FnOnce() -> String) -> Arc<Pipe> {
         if let Some(p) = lock(&self.pipelines).get(key) {
             return Arc::clone(p);
         }
+        let source = source();
+        let read_only = read_only_bindings(&source);
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(key),
-                source: wgpu::ShaderSource::Wgsl(source().into()),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let p = Arc::new(Pipe {
+            key: key.to_string(),
+            module,
+            read_only,
+            variants: Mutex::new(Vec::new()),
+        });
+        lock(&self.pipelines).insert(key.to_string(), Arc::clone(&p));
+        p
+    }
+
+    /// The pipeline of `pipe` for `n` bindings of which `data` (bits) are
+    /// arena slices, compiled on first use.
+    fn variant(&self, pipe: &Pipe, n: usize, data: u64) -> Arc<Variant> {
+        let mut vs = lock(&pipe.variants);
+        if let Some(v) = vs.iter().find(|v| v.n == n && v.data == data) {
+            return Arc::clone(v);
+        }
+        let dynamic = data.count_ones()
+            <= self.limits.max_dynamic_storage_buffers_per_pipeline_layout
+            && n <= MAX_BINDS;
+        let entries: Vec<_> = (0..n as u32)
+            .map(|i| wgpu::BindGroupLayoutEntry {
+                binding: i,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: pipe.read_only >> i & 1 == 1,
+                    },
+                    has_dynamic_offset: dynamic && data >> i & 1 == 1,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&pipe.key),
+                entries: &entries,
+            });
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&pipe.key),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
             });
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(key),
-                layout: None,
-                module: &module,
+                label: Some(&pipe.key),
+                layout: Some(&pl),
+                module: &pipe.module,
                 entry_point: Some("main"),
                 compilation_options: Default::default(),
                 cache: None,
             });
-        let layout = pipeline.get_bind_group_layout(0);
-        let p = Arc::new(Pipe { pipeline, layout });
-        lock(&self.pipelines).insert(key.to_string(), Arc::clone(&p));
-        p
+        let v = Arc::new(Variant {
+            id: self
+                .next_variant
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            n,
+            data,
+            dynamic,
+            pipeline,
+            layout,
+        });
+        vs.push(Arc::clone(&v));
+        v
+    }
+
+    /// Drops the cached bind groups that bind `buf` (called when a buffer
+    /// is freed, so that the cache does not keep it alive).
+    pub fn forget(&self, buf: &wgpu::Buffer) {
+        let mut st = lock(&self.state);
+        let g = &mut st.groups;
+        let mut removed = 0;
+        g.map.retain(|_, v| {
+            let before = v.len();
+            v.retain(|c| !c.bufs.iter().any(|b| b.as_ref() == Some(buf)));
+            removed += before - v.len();
+            !v.is_empty()
+        });
+        g.len -= removed;
+    }
+
+    /// Records zeroing `buf` (in order with the recorded dispatches).
+    pub fn clear(&self, buf: &wgpu::Buffer) {
+        let mut st = lock(&self.state);
+        // A clear cannot be recorded inside the open compute pass.
+        st.pass = None;
+        let encoder = st.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("pass"),
+                })
+        });
+        encoder.clear_buffer(buf, 0, None);
     }
 
     /// A storage buffer of `bytes` (rounded up to 16, at least 16).
@@ -298,27 +464,50 @@ impl Ctx {
         if groups.0 == 0 || groups.1 == 0 || groups.2 == 0 {
             return;
         }
-        let mut st = lock(&self.state);
-        // Room for the parameters and every data slice of this dispatch.
-        let mut need = self.align + 64;
-        for b in binds {
-            if let Bind::Data(d) = b {
-                need += (d.len() as u64 * 4).max(16).div_ceil(self.align) * self.align;
+        let n = binds.len() + 1;
+        let mut data = 1u64;
+        for (i, b) in binds.iter().enumerate() {
+            if matches!(b, Bind::Data(_)) {
+                data |= 1 << (i + 1);
             }
         }
+        let variant = self.variant(pipe, n, data);
+        let mut st = lock(&self.state);
+        // Bound size of each arena slice: its bytes rounded up to a power
+        // of two, so that a bind group serves every slice of that class.
+        let mut sizes = [0u64; MAX_BINDS];
+        // Room for the parameters and every data slice of this dispatch
+        // (a slice's whole class must fit below the arena's end).
+        let mut need = self.align + 64;
+        for (i, b) in binds.iter().enumerate() {
+            if let Bind::Data(d) = b {
+                let class = size_class(d.len() as u64 * 4);
+                if let Some(s) = sizes.get_mut(i + 1) {
+                    *s = class;
+                }
+                need += self.align + class;
+            }
+        }
+        sizes[0] = 64;
         if st.arena_host.len() as u64 + need > st.arena_cap {
             self.flush_locked(&mut st);
             if need > st.arena_cap {
                 let cap = need.next_power_of_two();
                 st.arena = make_arena(&self.device, cap);
                 st.arena_cap = cap;
+                // Cached bind groups bind the old arena.
+                st.groups.clear();
             }
         }
         let mut p = [0u32; 16];
         p[..params.len().min(16)].copy_from_slice(&params[..params.len().min(16)]);
-        let p_off = push(&mut st.arena_host, bytemuck::cast_slice(&p), self.align);
-        let mut slices = Vec::with_capacity(binds.len());
-        for b in binds {
+        let mut offsets = [0u32; MAX_BINDS];
+        let mut n_off = 0;
+        offsets[0] = push(&mut st.arena_host, bytemuck::cast_slice(&p), self.align) as u32;
+        let mut slices = [(0u64, 0u64); MAX_BINDS];
+        slices[0] = (u64::from(offsets[0]), 64);
+        n_off += 1;
+        for (i, b) in binds.iter().enumerate() {
             if let Bind::Data(d) = b {
                 let bytes: &[u8] = if d.is_empty() {
                     &[0u8; 16]
@@ -326,40 +515,55 @@ impl Ctx {
                     bytemuck::cast_slice(d)
                 };
                 let off = push(&mut st.arena_host, bytes, self.align);
-                slices.push((off, bytes.len().max(16) as u64));
-            } else {
-                slices.push((0, 0));
+                if variant.dynamic {
+                    offsets[n_off] = off as u32;
+                    n_off += 1;
+                } else if let Some(s) = slices.get_mut(i + 1) {
+                    *s = (off, (bytes.len().max(16) as u64).div_ceil(4) * 4);
+                }
             }
         }
-        let arena = st.arena.clone();
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &arena,
-                offset: p_off,
-                size: NonZeroU64::new(64),
-            }),
-        }];
-        for (i, (b, &(off, len))) in binds.iter().zip(&slices).enumerate() {
-            let resource = match b {
-                Bind::Buf(buf) => buf.as_entire_binding(),
-                Bind::Data(_) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &arena,
-                    offset: off,
-                    size: NonZeroU64::new(len.div_ceil(4) * 4),
-                }),
-            };
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource,
-            });
-        }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(name),
-            layout: &pipe.layout,
-            entries: &entries,
-        });
         let st = &mut *st;
+        let bind_group = if variant.dynamic {
+            let hash = group_hash(variant.id, binds, &sizes[..n]);
+            let found = st.groups.map.get(&hash).and_then(|v| {
+                v.iter()
+                    .find(|c| same_group(c, variant.id, binds, &sizes[..n]))
+                    .map(|c| c.group.clone())
+            });
+            match found {
+                Some(g) => {
+                    st.groups.reused += 1;
+                    g
+                }
+                None => {
+                    let group = self.make_group(name, &variant, &st.arena, binds, &sizes, None);
+                    if st.groups.len >= MAX_GROUPS {
+                        st.groups.clear();
+                    }
+                    let mut bufs: [Option<wgpu::Buffer>; MAX_BINDS] = Default::default();
+                    for (slot, b) in bufs[1..].iter_mut().zip(binds) {
+                        if let Bind::Buf(buf) = b {
+                            *slot = Some((*buf).clone());
+                        }
+                    }
+                    st.groups.map.entry(hash).or_default().push(Cached {
+                        variant: variant.id,
+                        bufs,
+                        sizes,
+                        group: group.clone(),
+                    });
+                    st.groups.len += 1;
+                    st.groups.made += 1;
+                    group
+                }
+            }
+        } else {
+            n_off = 0;
+            st.groups.made += 1;
+            self.make_group(name, &variant, &st.arena, binds, &sizes, Some(&slices))
+        };
+        let offsets = &offsets[..n_off];
         if st.profiler.is_none() && !st.pass_per_dispatch {
             if st.pass.is_none() {
                 let encoder = st.encoder.get_or_insert_with(|| {
@@ -378,8 +582,8 @@ impl Ctx {
                 );
             }
             if let Some(pass) = st.pass.as_mut() {
-                pass.set_pipeline(&pipe.pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
+                pass.set_pipeline(&variant.pipeline);
+                pass.set_bind_group(0, &bind_group, offsets);
                 pass.dispatch_workgroups(groups.0, groups.1, groups.2);
             }
             st.passes += 1;
@@ -413,8 +617,8 @@ impl Ctx {
                 label: Some(name),
                 timestamp_writes: ts,
             });
-            pass.set_pipeline(&pipe.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
+            pass.set_pipeline(&variant.pipeline);
+            pass.set_bind_group(0, &bind_group, offsets);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
         }
         st.passes += 1;
@@ -425,6 +629,51 @@ impl Ctx {
         if full {
             self.flush_locked(st);
         }
+    }
+
+    /// A bind group for `variant`: arena slices at offset 0 with their
+    /// class size (dynamic offsets), or at `slices` (offset, bytes) when the
+    /// variant has no dynamic offsets.
+    fn make_group(
+        &self,
+        name: &'static str,
+        variant: &Variant,
+        arena: &wgpu::Buffer,
+        binds: &[Bind<'_>],
+        sizes: &[u64; MAX_BINDS],
+        slices: Option<&[(u64, u64); MAX_BINDS]>,
+    ) -> wgpu::BindGroup {
+        let arena_slice = |i: usize| {
+            let (offset, size) = match slices {
+                Some(s) => s[i],
+                None => (0, sizes[i]),
+            };
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: arena,
+                offset,
+                size: NonZeroU64::new(size),
+            })
+        };
+        let mut entries = Vec::with_capacity(binds.len() + 1);
+        entries.push(wgpu::BindGroupEntry {
+            binding: 0,
+            resource: arena_slice(0),
+        });
+        for (i, b) in binds.iter().enumerate() {
+            let resource = match b {
+                Bind::Buf(buf) => buf.as_entire_binding(),
+                Bind::Data(_) => arena_slice(i + 1),
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource,
+            });
+        }
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(name),
+            layout: &variant.layout,
+            entries: &entries,
+        })
     }
 
     /// Records a buffer-to-buffer copy.
@@ -451,6 +700,8 @@ impl Ctx {
     }
 
     fn flush_locked(&self, st: &mut State) {
+        #[cfg(not(target_arch = "wasm32"))]
+        let t = std::time::Instant::now();
         // Ends the open pass before the encoder is finished.
         st.pass = None;
         st.pending = 0;
@@ -476,7 +727,17 @@ impl Ctx {
                 resolved = Some((read, std::mem::take(&mut prof.labels)));
             }
         }
-        self.queue.submit(Some(encoder.finish()));
+        let commands = encoder.finish();
+        #[cfg(not(target_arch = "wasm32"))]
+        let t = {
+            st.finish_ns += t.elapsed().as_nanos() as u64;
+            std::time::Instant::now()
+        };
+        self.queue.submit(Some(commands));
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            st.submit_ns += t.elapsed().as_nanos() as u64;
+        }
         st.submits += 1;
         if let Some((read, labels)) = resolved {
             // Profiling is a native benchmark aid: it waits for the GPU.
@@ -589,6 +850,76 @@ impl Ctx {
             .to_vec();
         buf.unmap();
         Ok(out)
+    }
+}
+
+/// Bound size of an arena slice of `bytes`: a power of two, at least 16.
+fn size_class(bytes: u64) -> u64 {
+    bytes.max(16).next_power_of_two()
+}
+
+/// Which bindings `source` declares `var<storage, read>` (bit per binding).
+fn read_only_bindings(source: &str) -> u64 {
+    let mut bits = 0u64;
+    let mut rest = source;
+    while let Some(at) = rest.find("@binding(") {
+        rest = &rest[at + 9..];
+        let Some(close) = rest.find(')') else { break };
+        let Ok(n) = rest[..close].trim().parse::<u32>() else {
+            continue;
+        };
+        let decl = rest.find(';').map_or(rest, |e| &rest[..e]);
+        let read_only = decl
+            .find("var<")
+            .and_then(|v| decl[v..].find('>').map(|e| &decl[v..v + e]))
+            .is_some_and(|q| !q.contains("read_write"));
+        if read_only && n < 64 {
+            bits |= 1 << n;
+        }
+    }
+    bits
+}
+
+/// A cheap hash of a bind group's key (variant, bound buffers, slice sizes).
+fn group_hash(variant: u64, binds: &[Bind<'_>], sizes: &[u64]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = FxHasher(variant.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    for (b, s) in binds.iter().zip(&sizes[1..]) {
+        match b {
+            Bind::Buf(buf) => buf.hash(&mut h),
+            Bind::Data(_) => h.write_u64(*s),
+        }
+    }
+    h.finish()
+}
+
+/// Whether `c` is the bind group for this variant, buffers and sizes.
+fn same_group(c: &Cached, variant: u64, binds: &[Bind<'_>], sizes: &[u64]) -> bool {
+    c.variant == variant
+        && binds.len() < MAX_BINDS
+        && binds.iter().enumerate().all(|(i, b)| match b {
+            Bind::Buf(buf) => c.bufs[i + 1].as_ref() == Some(*buf),
+            Bind::Data(_) => c.bufs[i + 1].is_none() && c.sizes[i + 1] == sizes[i + 1],
+        })
+        && c.bufs[binds.len() + 1..].iter().all(Option::is_none)
+}
+
+/// The multiply-rotate hash of rustc's FxHasher.
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

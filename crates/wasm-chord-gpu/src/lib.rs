@@ -57,15 +57,136 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct GpuBuffer {
     pub(crate) buf: wgpu::Buffer,
     len: usize,
-    /// Unique per allocation, with `version` bumped by every write: the key
-    /// under which quantized copies of this buffer are reused.
+    /// Unique per allocation (a buffer taken again from the pool gets a new
+    /// one), with `version` bumped by every write: the key under which
+    /// quantized copies of this buffer are reused.
     id: u64,
     version: u64,
+    /// Where the buffer goes when dropped: back to the pool (activations)
+    /// or freed (KV cache).
+    pool: Arc<Pool>,
+    pooled: bool,
 }
 
 impl GpuBuffer {
     fn touch(&mut self) {
         self.version += 1;
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        if self.pooled {
+            self.pool.put(self.buf.clone());
+        } else {
+            self.pool.ctx.forget(&self.buf);
+        }
+    }
+}
+
+/// See [`GpuBackend::host_counters`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostCounters {
+    /// Bind groups created (cache misses).
+    pub groups_made: u64,
+    /// Dispatches that reused a cached bind group.
+    pub groups_reused: u64,
+    /// Activation buffers created.
+    pub buffers_made: u64,
+    /// Activation buffers taken again from the pool.
+    pub buffers_reused: u64,
+    /// Host ns ending compute passes, writing the arena and finishing
+    /// command encoders.
+    pub finish_ns: u64,
+    /// Host ns in `queue.submit` (with a CPU adapter this includes
+    /// running the work).
+    pub submit_ns: u64,
+}
+
+/// Most bytes of free activation buffers the pool keeps.
+const POOL_BYTES: u64 = 256 << 20;
+
+/// Allocations after which a free buffer not taken again is freed.
+const POOL_AGE: u64 = 1024;
+
+/// Activation buffers that were dropped, by size, for reuse by the next
+/// allocations of the same size (a forward pass allocates the same
+/// buffers every token; fresh ones would also defeat the bind group cache).
+pub(crate) struct Pool {
+    ctx: Arc<Ctx>,
+    free: Mutex<PoolFree>,
+}
+
+#[derive(Default)]
+struct PoolFree {
+    /// (bytes, buffer, allocation count when it was put back), oldest first.
+    bufs: Vec<(u64, wgpu::Buffer, u64)>,
+    bytes: u64,
+    /// Allocations so far.
+    tick: u64,
+    /// Allocations served from the pool and by a new buffer.
+    reused: u64,
+    made: u64,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pool")
+    }
+}
+
+impl Pool {
+    /// A free buffer of exactly `bytes`, if any (most recently put back
+    /// first); frees the buffers unused for [`POOL_AGE`] allocations.
+    fn take(&self, bytes: u64) -> Option<wgpu::Buffer> {
+        let mut freed = Vec::new();
+        let got = {
+            let mut f = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            f.tick += 1;
+            let tick = f.tick;
+            let got = f
+                .bufs
+                .iter()
+                .rposition(|b| b.0 == bytes)
+                .map(|i| f.bufs.remove(i));
+            if let Some(g) = &got {
+                f.bytes -= g.0;
+                f.reused += 1;
+            } else {
+                f.made += 1;
+            }
+            while f.bufs.first().is_some_and(|b| b.2 + POOL_AGE < tick) {
+                let b = f.bufs.remove(0);
+                f.bytes -= b.0;
+                freed.push(b.1);
+            }
+            got.map(|g| g.1)
+        };
+        for b in &freed {
+            self.ctx.forget(b);
+        }
+        got
+    }
+
+    /// Puts a dropped activation buffer back (freeing the oldest ones
+    /// above [`POOL_BYTES`]).
+    fn put(&self, buf: wgpu::Buffer) {
+        let mut freed = Vec::new();
+        {
+            let mut f = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            let tick = f.tick;
+            let bytes = buf.size();
+            f.bytes += bytes;
+            f.bufs.push((bytes, buf, tick));
+            while f.bytes > POOL_BYTES && !f.bufs.is_empty() {
+                let b = f.bufs.remove(0);
+                f.bytes -= b.0;
+                freed.push(b.1);
+            }
+        }
+        for b in &freed {
+            self.ctx.forget(b);
+        }
     }
 }
 
@@ -79,6 +200,7 @@ struct Quantized {
 /// The WebGPU backend.
 pub struct GpuBackend {
     ctx: Arc<Ctx>,
+    pool: Arc<Pool>,
     /// Largest weight part in bytes (the storage binding limit, or less).
     max_part: u64,
     quantized: Mutex<HashMap<u32, Quantized>>,
@@ -140,8 +262,13 @@ impl GpuBackend {
         let max_part = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
+        let ctx = Arc::new(Ctx::new(device, queue, limits, info.clone(), features));
         Ok(Self {
-            ctx: Arc::new(Ctx::new(device, queue, limits, info.clone(), features)),
+            pool: Arc::new(Pool {
+                ctx: Arc::clone(&ctx),
+                free: Mutex::new(PoolFree::default()),
+            }),
+            ctx,
             max_part,
             quantized: Mutex::new(HashMap::new()),
             scratch: Mutex::new(HashMap::new()),
@@ -264,19 +391,48 @@ impl GpuBackend {
         Ok(())
     }
 
-    fn new_buffer(&self, len: usize) -> Result<GpuBuffer> {
+    /// Where the host time of recording goes and what is reused, since
+    /// creation (the times are 0 in browsers).
+    pub fn host_counters(&self) -> HostCounters {
+        let (groups_made, groups_reused, finish_ns, submit_ns) = self.ctx.host_counters();
+        let f = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+        HostCounters {
+            groups_made,
+            groups_reused,
+            buffers_made: f.made,
+            buffers_reused: f.reused,
+            finish_ns,
+            submit_ns,
+        }
+    }
+
+    /// A buffer of `len` values: fresh (zeroed by wgpu) unless `pooled`
+    /// and the pool has one of that size, which is returned as it is
+    /// (`fresh` tells which).
+    fn new_buffer(&self, len: usize, pooled: bool) -> Result<(GpuBuffer, bool)> {
         let bytes = (len as u64)
             .checked_mul(4)
             .ok_or(BackendError::OutOfMemory { bytes: u64::MAX })?;
         if bytes > self.ctx.limits.max_storage_buffer_binding_size {
             return Err(BackendError::OutOfMemory { bytes });
         }
-        Ok(GpuBuffer {
-            buf: self.ctx.storage(bytes, "activations")?,
-            len,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            version: 0,
-        })
+        let size = bytes.max(16).div_ceil(16) * 16;
+        let reused = if pooled { self.pool.take(size) } else { None };
+        let (buf, fresh) = match reused {
+            Some(b) => (b, false),
+            None => (self.ctx.storage(bytes, "activations")?, true),
+        };
+        Ok((
+            GpuBuffer {
+                buf,
+                len,
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                version: 0,
+                pool: Arc::clone(&self.pool),
+                pooled,
+            },
+            fresh,
+        ))
     }
 }
 
@@ -305,7 +461,8 @@ impl Backend for GpuBackend {
     }
 
     fn alloc_cache(&self, len: usize) -> Result<GpuBuffer> {
-        self.alloc(len)
+        // Not pooled: a cache lives as long as its session and is large.
+        Ok(self.new_buffer(len, false)?.0)
     }
 
     fn download_cache(&self, cache: &GpuBuffer, out: &mut [f32]) -> Result<()> {
@@ -313,11 +470,23 @@ impl Backend for GpuBackend {
     }
 
     fn alloc(&self, len: usize) -> Result<GpuBuffer> {
-        self.new_buffer(len)
+        let (b, fresh) = self.new_buffer(len, true)?;
+        if !fresh {
+            // Zeroed in order with the recorded work, after the dispatches
+            // of its previous owner: a clear is one command between two
+            // compute passes, and the allocations of a forward pass come
+            // together, so most of them share one break of the pass.
+            self.ctx.clear(&b.buf);
+        }
+        Ok(b)
     }
 
     fn upload(&self, data: &[f32]) -> Result<GpuBuffer> {
-        let mut b = self.new_buffer(data.len())?;
+        // A fresh buffer: `write_buffer` runs before the recorded work, so
+        // a pooled one could still be in use by it. It joins the pool when
+        // dropped.
+        let mut b = self.new_buffer(data.len(), false)?.0;
+        b.pooled = true;
         if !data.is_empty() {
             self.ctx
                 .queue
@@ -553,7 +722,8 @@ impl Backend for GpuBackend {
                     x.len
                 ),
             })?;
-        let mut out = self.new_buffer(n_rows * width)?;
+        // Wholly overwritten by the copy: a pooled buffer needs no clear.
+        let mut out = self.new_buffer(n_rows * width, true)?.0;
         let from = (end - n_rows * width) as u64 * 4;
         self.ctx
             .copy(&x.buf, from, &out.buf, 0, (n_rows * width) as u64 * 4);

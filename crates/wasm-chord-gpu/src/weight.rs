@@ -2,6 +2,8 @@
 //! buffer, or in several when it is larger than one binding may be (split
 //! by rows, each part a whole number of rows).
 
+use std::sync::Arc;
+
 use crate::context::Ctx;
 use wasm_chord_core::backend::{BackendError, Result, TensorBytes};
 use wasm_chord_core::gguf::TensorInfo;
@@ -50,6 +52,16 @@ pub struct GpuWeight {
     pub(crate) rows: usize,
     pub(crate) row_bytes: usize,
     pub(crate) parts: Vec<Part>,
+    /// Told when the weight is dropped (its cached bind groups go too).
+    ctx: Arc<Ctx>,
+}
+
+impl Drop for GpuWeight {
+    fn drop(&mut self) {
+        for p in &self.parts {
+            self.ctx.forget(&p.buf);
+        }
+    }
 }
 
 impl GpuWeight {
@@ -84,7 +96,7 @@ fn shape(detail: String) -> BackendError {
 /// Uploads `data` (the bytes of `info`), split by rows into parts of at most
 /// `max_part` bytes.
 pub(crate) fn upload(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     info: &TensorInfo,
     data: &TensorBytes,
     max_part: u64,
@@ -142,5 +154,6 @@ pub(crate) fn upload(
         rows,
         row_bytes,
         parts,
+        ctx: Arc::clone(ctx),
     })
 }
