@@ -143,20 +143,35 @@ enum Reduce {
     SubgroupAdd,
 }
 
+/// Threads a matrix-vector dispatch aims for (see [`matvec_shape`]).
+/// Measured on an H200 (gemma3-270m, tg128): 64k to 16M threads per
+/// dispatch moved tokens/s within noise, but 256k took the 262k-row
+/// vocabulary product from 482 to 314 µs.
+const MV_THREADS: usize = 1 << 18;
+
 /// Threads per row, threads per workgroup and reduction of the
-/// matrix-vector kernel for rows of `cols` values (a multiple of 32), given
-/// the adapter's subgroup widths (`sg_min == 0`: no subgroups).
+/// matrix-vector kernel for `rows` rows of `cols` values (a multiple of
+/// 32), given the adapter's subgroup widths (`sg_min == 0`: no subgroups).
 ///
-/// A thread takes one 32-value sub-block at a time, so a row of `n`
-/// sub-blocks gets about `n` threads (a power of two, at most 256): a
-/// Llama-1B down projection (8,192 values) runs 2,048 workgroups of one
-/// row, each thread one sub-block, instead of a few threads walking the
-/// row. Workgroups have at least 64 threads (several short rows each), and
-/// rows at least 8 threads (one per token of the batch for the store).
-fn matvec_shape(cols: usize, sg_min: u32, sg_max: u32) -> (u32, u32, Reduce) {
+/// A thread takes one 32-value sub-block at a time. A row of `n`
+/// sub-blocks gets up to about `n` threads (a power of two, at most 256),
+/// fewer when the rows alone fill the device: the dispatch aims at about
+/// [`MV_THREADS`] threads, so that a few rows (a Llama-1B down projection:
+/// 2,048 rows of 256 sub-blocks) are not walked by a few threads one
+/// sub-block after another, and many rows (a vocabulary of 128k) do not
+/// start millions of threads that each load one sub-block and spend the
+/// rest of their short life on the reduction. Workgroups have at least 64
+/// threads (several short rows each), and rows at least 8 threads (one per
+/// token of the batch for the store).
+fn matvec_shape(cols: usize, rows: usize, sg_min: u32, sg_max: u32) -> (u32, u32, Reduce) {
     let nsb = (cols / 32).max(1) as u32;
+    let per_row = (MV_THREADS / rows.max(1)).clamp(1, 256) as u32;
+    let per_row = 1u32 << (31 - per_row.leading_zeros());
     // At least 8: lane t of a row stores the row's sum for token t.
-    let tpr = nsb.next_power_of_two().clamp(MV_TOKENS as u32, 256);
+    let tpr = nsb
+        .next_power_of_two()
+        .min(per_row)
+        .clamp(MV_TOKENS as u32, 256);
     let (tpr, reduce) = if sg_min == 0 {
         (tpr, Reduce::Tree)
     } else if tpr <= sg_min {
@@ -286,7 +301,14 @@ fn matvec_reduce(reduce: Reduce) -> &'static str {
 /// `matvec32.wgsl` for weights of the WGSL type names `types` (one to
 /// three, each with its own input and output; with `dual`, two: the gate
 /// and the up weight, whose products meet in one gated output).
-fn matvec_source(types: &[&str], tpr: u32, wg: u32, reduce: Reduce, dual: bool) -> String {
+fn matvec_source(
+    types: &[&str],
+    tpr: u32,
+    wg: u32,
+    reduce: Reduce,
+    dual: bool,
+    nt_max: usize,
+) -> String {
     let n = types.len();
     let mut binds = String::new();
     let mut b = 1;
@@ -306,11 +328,12 @@ fn matvec_source(types: &[&str], tpr: u32, wg: u32, reduce: Reduce, dual: bool) 
     let mut dots = String::new();
     for (s, ty) in types.iter().enumerate() {
         dots += &dequant_for(s);
+        let rb = 6 + 3 * s;
         dots += &format!(
             "
 fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
     var acc: array<f32, 8>;
-    let base = r * p[{row_bytes}u];
+    let base = r * p[{rb}u];
     let nv = p[0] / 4u;
     let nsb = p[0] / 32u;
     for (var sb = lane; sb < nsb; sb += TPR) {{
@@ -326,8 +349,7 @@ fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
     }}
     return acc;
 }}
-",
-            row_bytes = 6 + 3 * s
+"
         );
     }
     let (sg_args, slot, sg) = if reduce == Reduce::Tree {
@@ -343,40 +365,44 @@ fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
             "vec3<u32>(sg_id, sg_size, sg_lane)",
         )
     };
+    // Where lane t of a row's threads stores the row's sum for token t.
+    let store_at = |s: usize| -> String {
+        if s == 0 {
+            "(t0 + lane) * p[14] + p[15] + r".to_string()
+        } else {
+            format!("(t0 + lane) * p[{}u] + r", 5 + 3 * s)
+        }
+    };
     let body = if dual {
         format!(
             "var ag: array<f32, 8>;
     var au: array<f32, 8>;
     if (ok) {{
-        ag = dot_0(r, lane, nt, t0);
-        au = dot_1(r, lane, nt, t0);
+        ag = dot_0(r, lane, cnt, t0);
+        au = dot_1(r, lane, cnt, t0);
     }}
-    let vg = reduce(ag, nt, slot, lane, {sg});
-    let vu = reduce(au, nt, slot, lane, {sg});
-    if (ok && lane < nt) {{
-        y0[(t0 + lane) * p[14] + p[15] + r] = glu_act(vg, p[4]) * vu;
-    }}"
+    let vg = reduce(ag, cnt, slot, lane, {sg});
+    let vu = reduce(au, cnt, slot, lane, {sg});
+    if (ok && lane < cnt) {{
+        y0[{at}] = glu_act(vg, p[4]) * vu;
+    }}",
+            at = store_at(0)
         )
     } else {
         let mut calls = String::new();
         let mut stores = String::new();
         for s in 0..n {
             let els = if s == 0 { "" } else { " else" };
-            calls += &format!("{els} if (s == {s}u) {{ acc = dot_{s}(r, lane, nt, t0); }}");
-            let idx = if s == 0 {
-                "(t0 + lane) * p[14] + p[15] + r".to_string()
-            } else {
-                format!("(t0 + lane) * p[{}u] + r", 5 + 3 * s)
-            };
-            stores += &format!("{els} if (s == {s}u) {{ y{s}[{idx}] = v; }}");
+            calls += &format!("{els} if (s == {s}u) {{ acc = dot_{s}(r, lane, cnt, t0); }}");
+            stores += &format!("{els} if (s == {s}u) {{ y{s}[{}] = v; }}", store_at(s));
         }
         format!(
             "var acc: array<f32, 8>;
     if (ok) {{
        {calls}
     }}
-    let v = reduce(acc, nt, slot, lane, {sg});
-    if (ok && lane < nt) {{
+    let v = reduce(acc, cnt, slot, lane, {sg});
+    if (ok && lane < cnt) {{
        {stores}
     }}"
         )
@@ -398,7 +424,17 @@ fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
         .replace("REDSIZE", &(8 * wg).to_string())
         .replace("WGSIZE", &wg.to_string())
         .replace("NSEG", &format!("{n}u"))
-        .replace("TPR", &format!("{tpr}u"));
+        .replace("TPR", &format!("{tpr}u"))
+        .replace("array<f32, 8>", &format!("array<f32, {nt_max}>"))
+        .replace("min(lane, 7u)", &format!("min(lane, {}u)", nt_max - 1));
+    // One token (generation): the count is a constant, so the loops over
+    // tokens unroll and the sums stay in registers.
+    let src = if nt_max == 1 {
+        src.replace("let cnt = p[1];", "let cnt = 1u;")
+            .replace("t < nt;", "t < 1u;")
+    } else {
+        src
+    };
     let src = format!("{enable}{src}");
     if dual {
         format!("{src}\n{GLU_ACT}")
@@ -500,22 +536,30 @@ impl GpuBackend {
         } else {
             self.ctx.info.subgroup_max_size.max(sg)
         };
-        let (tpr, wg, reduce) = matvec_shape(cols, sg, sg_max);
+        let rows = if glu.is_some() {
+            segs[0].part.rows
+        } else {
+            segs.iter().map(|s| s.part.rows).sum()
+        };
         let types: Vec<&str> = segs.iter().map(|s| s.ty).collect();
-        let key = format!(
-            "matvec_{}_{tpr}_{wg}_{reduce:?}{}",
-            types.join("_"),
-            if glu.is_some() { "_glu" } else { "" }
-        );
-        let pipe = self.ctx.pipeline(&key, || {
-            matvec_source(&types, tpr, wg, reduce, glu.is_some())
-        });
+        // The profile's name: which products and, for a single weight,
+        // whether it is a vocabulary-sized output.
+        let name = match (glu.is_some(), segs.len()) {
+            (true, _) => "matvec_glu",
+            (false, 3) => "matvec_qkv",
+            _ if segs[0].part.rows >= 65_536 => "matvec_vocab",
+            _ => "matvec",
+        };
+        let used = if glu.is_some() { &segs[..1] } else { segs };
+        let mut binds: Vec<Bind<'_>> = segs.iter().map(|s| Bind::Buf(&s.part.buf)).collect();
+        binds.extend(segs.iter().map(|s| Bind::Buf(s.act)));
+        binds.extend(used.iter().map(|s| Bind::Buf(s.out)));
+        let (tpr, wg, reduce) = matvec_shape(cols, rows, sg, sg_max);
         let rows_per_group = (wg / tpr) as usize;
         let mut p = [0u32; 16];
         p[0] = u32_of("matmul", cols)?;
         p[4] = glu.map_or(0, |k| u32::from(k == GluKind::GeluTanh));
         let mut groups = 0u64;
-        let used = if glu.is_some() { &segs[..1] } else { segs };
         for (s, seg) in used.iter().enumerate() {
             let n = seg.part.rows.div_ceil(rows_per_group);
             p[5 + 3 * s] = u32_of("matmul", seg.part.rows)?;
@@ -530,13 +574,21 @@ impl GpuBackend {
         p[15] = u32_of("matmul", segs[0].part.first)?;
         let (g, gx) = grid(groups);
         p[3] = gx;
-        let mut binds: Vec<Bind<'_>> = segs.iter().map(|s| Bind::Buf(&s.part.buf)).collect();
-        binds.extend(segs.iter().map(|s| Bind::Buf(s.act)));
-        binds.extend(used.iter().map(|s| Bind::Buf(s.out)));
         for t0 in (0..n_tokens).step_by(MV_TOKENS) {
-            p[1] = (n_tokens - t0).min(MV_TOKENS) as u32;
+            let nt = (n_tokens - t0).min(MV_TOKENS);
+            // A kernel for one token (generation), one for up to 8.
+            let nt_max = if nt == 1 { 1 } else { MV_TOKENS };
+            let key = format!(
+                "matvec_{}_{tpr}_{wg}_{reduce:?}_{nt_max}{}",
+                types.join("_"),
+                if glu.is_some() { "_glu" } else { "" }
+            );
+            let pipe = self.ctx.pipeline(&key, || {
+                matvec_source(&types, tpr, wg, reduce, glu.is_some(), nt_max)
+            });
+            p[1] = nt as u32;
             p[2] = u32_of("matmul", t0)?;
-            self.ctx.dispatch("matvec", &pipe, &p, &binds, g);
+            self.ctx.dispatch(name, &pipe, &p, &binds, g);
         }
         Ok(())
     }

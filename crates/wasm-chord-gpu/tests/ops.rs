@@ -61,6 +61,28 @@ fn matmul_matches_cpu_for_every_type_and_batch_size() {
 }
 
 #[test]
+fn matvec_with_many_rows_matches_cpu() {
+    // A vocabulary-sized output: with many rows, a row gets fewer threads
+    // than it has sub-blocks (each thread walks several).
+    let g = gpu_or_skip!();
+    let c = cpu();
+    let (cols, rows) = (512usize, 20_000usize);
+    for (i, ty) in [GgmlType::Q6_K, GgmlType::Q8_0].into_iter().enumerate() {
+        let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 70 + i as u64))]);
+        let (wg, wc) = (weight(&*g, &file, "w"), weight(&c, &file, "w"));
+        for n in [1usize, 2] {
+            let x = rand_vec(n * cols, 80 + n as u64);
+            let mut og = g.alloc(n * rows).unwrap();
+            let mut oc = c.alloc(n * rows).unwrap();
+            g.matmul(&wg, &g.upload(&x).unwrap(), n, &mut og).unwrap();
+            c.matmul(&wc, &c.upload(&x).unwrap(), n, &mut oc).unwrap();
+            let e = rel_l2(&read(&*g, &og), &read(&c, &oc));
+            assert!(e < 2e-3, "{ty:?} {cols}x{rows} n={n}: {e}");
+        }
+    }
+}
+
+#[test]
 fn matvec_without_subgroups_matches_cpu() {
     if gpu().is_none() {
         return;

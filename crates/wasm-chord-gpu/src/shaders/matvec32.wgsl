@@ -44,7 +44,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let r = g * (WG / TPR) + slot / TPR;
     let ok = r < p[5u + 3u * s];
-    let nt = p[1];
+    let cnt = p[1];
     let t0 = p[2];
     //BODY
 }
