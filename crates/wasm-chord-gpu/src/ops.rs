@@ -224,6 +224,8 @@ fn dequant_for(s: usize) -> String {
     rename_idents(DEQUANT, |id| {
         if id == "w" {
             Some(format!("w{s}"))
+        } else if id == "Sb" {
+            Some(format!("Sb_{s}"))
         } else if names.contains(&id) {
             Some(format!("{id}_{s}"))
         } else {
@@ -329,6 +331,31 @@ fn matvec_source(
     for (s, ty) in types.iter().enumerate() {
         dots += &dequant_for(s);
         let rb = 6 + 3 * s;
+        if nt_max == 1 {
+            // One token: each 4 values are multiplied as they are decoded
+            // (`sb_*`, `sbv_*`), so a thread holds no array of 32 values.
+            dots += &format!(
+                "
+fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
+    var acc: array<f32, 8>;
+    let base = r * p[{rb}u];
+    let nv = p[0] / 4u;
+    let nsb = p[0] / 32u;
+    for (var sb = lane; sb < nsb; sb += TPR) {{
+        let sbi = sb_{ty}_{s}(base, sb * 32u);
+        let xo = t0 * nv + sb * 8u;
+        var d = vec4<f32>(0.0);
+        for (var k = 0u; k < 8u; k++) {{
+            d += sbv_{ty}_{s}(sbi, k) * x{s}[xo + k];
+        }}
+        acc[0] += (d.x + d.y) + (d.z + d.w);
+    }}
+    return acc;
+}}
+"
+            );
+            continue;
+        }
         dots += &format!(
             "
 fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{

@@ -231,3 +231,98 @@ fn deq32_q6_k(base: u32, i: u32) -> array<vec4<f32>, 8> {
     }
     return r;
 }
+
+// `sb_*` / `sbv_*`: one sub-block (values i..i+32, i a multiple of 32) in
+// two steps, for kernels that multiply as they decode: `sb_*` reads the
+// scales once, `sbv_*(s, k)` gives values 4k..4k+4 of it (the same values
+// as `deq32_*`'s k-th vec4), so no array of 32 decoded values is held.
+struct Sb {
+    o: u32,
+    a: u32,
+    b: u32,
+    d: f32,
+    m: f32,
+}
+
+fn sb_f32(base: u32, i: u32) -> Sb {
+    return Sb(base, i, 0u, 0.0, 0.0);
+}
+fn sbv_f32(s: Sb, k: u32) -> vec4<f32> {
+    return deq4_f32(s.o, s.a + 4u * k);
+}
+
+fn sb_f16(base: u32, i: u32) -> Sb {
+    return Sb(base, i, 0u, 0.0, 0.0);
+}
+fn sbv_f16(s: Sb, k: u32) -> vec4<f32> {
+    return deq4_f16(s.o, s.a + 4u * k);
+}
+
+fn sb_q8_0(base: u32, i: u32) -> Sb {
+    let o = base + (i >> 5u) * 34u;
+    return Sb(o, 0u, 0u, wf16(o), 0.0);
+}
+fn sbv_q8_0(s: Sb, k: u32) -> vec4<f32> {
+    return sbytes4(wu32(s.o + 2u + 4u * k)) * s.d;
+}
+
+fn sb_q4_0(base: u32, i: u32) -> Sb {
+    let o = base + (i >> 5u) * 18u;
+    return Sb(o, 0u, 0u, wf16(o), 0.0);
+}
+fn sbv_q4_0(s: Sb, k: u32) -> vec4<f32> {
+    let q = bytes4(wu32(s.o + 2u + 4u * (k & 3u)));
+    return (vec4<f32>(nibbles(q, k >= 4u)) - 8.0) * s.d;
+}
+
+fn sb_q5_0(base: u32, i: u32) -> Sb {
+    let o = base + (i >> 5u) * 22u;
+    return Sb(o, wu32(o + 2u), 0u, wf16(o), 0.0);
+}
+fn sbv_q5_0(s: Sb, k: u32) -> vec4<f32> {
+    let q = bytes4(wu32(s.o + 6u + 4u * (k & 3u)));
+    let sh = vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(4u * (k & 3u) + select(0u, 16u, k >= 4u));
+    let h = (vec4<u32>(s.a) >> sh) & vec4<u32>(1u);
+    return (vec4<f32>(nibbles(q, k >= 4u) | (h << vec4<u32>(4u))) - 16.0) * s.d;
+}
+
+fn sb_q4_k(base: u32, i: u32) -> Sb {
+    let o = base + (i >> 8u) * 144u;
+    let j = (i & 255u) >> 5u;
+    let sm = scale_min_k4(o + 4u, j);
+    return Sb(o + 16u + 32u * (j >> 1u), j & 1u, 0u, wf16(o) * sm.x, wf16(o + 2u) * sm.y);
+}
+fn sbv_q4_k(s: Sb, k: u32) -> vec4<f32> {
+    return s.d * vec4<f32>(nibbles(bytes4(wu32(s.o + 4u * k)), s.a == 1u)) - s.m;
+}
+
+fn sb_q5_k(base: u32, i: u32) -> Sb {
+    let o = base + (i >> 8u) * 176u;
+    let j = (i & 255u) >> 5u;
+    let sm = scale_min_k4(o + 4u, j);
+    return Sb(o, j, 0u, wf16(o) * sm.x, wf16(o + 2u) * sm.y);
+}
+fn sbv_q5_k(s: Sb, k: u32) -> vec4<f32> {
+    let j = s.a;
+    let n = nibbles(bytes4(wu32(s.o + 48u + 32u * (j >> 1u) + 4u * k)), (j & 1u) == 1u);
+    let h = (bytes4(wu32(s.o + 16u + 4u * k)) >> vec4<u32>(j)) & vec4<u32>(1u);
+    return s.d * vec4<f32>(n + h * 16u) - s.m;
+}
+
+fn sb_q6_k(base: u32, i: u32) -> Sb {
+    let o = base + (i >> 8u) * 210u;
+    let kb = i & 255u;
+    let n = kb >> 7u;
+    let qd = (kb >> 5u) & 3u;
+    let d = wf16(o + 208u);
+    let s0 = d * f32(bitcast<i32>(wbyte(o + 192u + (kb >> 4u)) << 24u) >> 24u);
+    let s1 = d * f32(bitcast<i32>(wbyte(o + 193u + (kb >> 4u)) << 24u) >> 24u);
+    let lo_o = o + 64u * n + select(0u, 32u, (qd & 1u) == 1u);
+    return Sb(lo_o, o + 128u + 32u * n, qd, s0, s1);
+}
+fn sbv_q6_k(s: Sb, k: u32) -> vec4<f32> {
+    let qd = s.b;
+    let low = nibbles(bytes4(wu32(s.o + 4u * k)), qd >= 2u);
+    let hi = (bytes4(wu32(s.a + 4u * k)) >> vec4<u32>(2u * qd)) & vec4<u32>(3u);
+    return select(s.d, s.m, k >= 4u) * (vec4<f32>(low | (hi << vec4<u32>(4u))) - 32.0);
+}
