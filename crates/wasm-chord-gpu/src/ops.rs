@@ -470,16 +470,14 @@ fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
     }
 }
 
-/// One weight of a matrix-vector dispatch: a part of it, the rounded input
-/// for its type, the output and where its rows go there.
+/// One weight of a matrix-vector dispatch: the weight, the part of it this
+/// dispatch reads, the input rounded for its type and the output (the
+/// weight's rows per token, this part's rows from `part.first`).
 struct MvSeg<'a> {
-    ty: &'static str,
-    row_bytes: usize,
+    w: &'a GpuWeight,
     part: &'a crate::weight::Part,
     act: &'a wgpu::Buffer,
     out: &'a wgpu::Buffer,
-    /// Output values per token and the first output row of this part.
-    stride: usize,
 }
 
 fn unsupported(op: &'static str, ty: GgmlType) -> BackendError {
@@ -568,7 +566,11 @@ impl GpuBackend {
         } else {
             segs.iter().map(|s| s.part.rows).sum()
         };
-        let types: Vec<&str> = segs.iter().map(|s| s.ty).collect();
+        // The callers checked the types (`matmul_input`).
+        let types: Vec<&str> = segs
+            .iter()
+            .map(|s| wgsl_name(s.w.ty).unwrap_or("f32"))
+            .collect();
         // The profile's name: which products and, for a single weight,
         // whether it is a vocabulary-sized output.
         let name = match (glu.is_some(), segs.len()) {
@@ -590,14 +592,14 @@ impl GpuBackend {
         for (s, seg) in used.iter().enumerate() {
             let n = seg.part.rows.div_ceil(rows_per_group);
             p[5 + 3 * s] = u32_of("matmul", seg.part.rows)?;
-            p[6 + 3 * s] = u32_of("matmul", seg.row_bytes)?;
+            p[6 + 3 * s] = u32_of("matmul", seg.w.row_bytes)?;
             p[7 + 3 * s] = u32_of("matmul", n)?;
             groups += n as u64;
         }
         if glu.is_some() {
-            p[9] = u32_of("matmul", segs[1].row_bytes)?;
+            p[9] = u32_of("matmul", segs[1].w.row_bytes)?;
         }
-        p[14] = u32_of("matmul", segs[0].stride)?;
+        p[14] = u32_of("matmul", segs[0].w.rows)?;
         p[15] = u32_of("matmul", segs[0].part.first)?;
         let (g, gx) = grid(groups);
         p[3] = gx;
@@ -665,12 +667,10 @@ impl GpuBackend {
         if n_tokens <= MV_TOKENS && w.cols % 32 == 0 {
             for part in &w.parts {
                 let seg = MvSeg {
-                    ty: ty_name,
-                    row_bytes: w.row_bytes,
+                    w,
                     part,
                     act: &act,
                     out: &out.buf,
-                    stride: w.rows,
                 };
                 self.matvec(&[seg], w.cols, n_tokens, None)?;
             }
@@ -754,12 +754,10 @@ impl GpuBackend {
         let act_g = self.matmul_input(w_gate, x, n_tokens, out)?;
         let act_u = self.matmul_input(w_up, x, n_tokens, out)?;
         let segs = [(w_gate, &act_g), (w_up, &act_u)].map(|(w, act)| MvSeg {
-            ty: wgsl_name(w.ty).unwrap_or("f32"),
-            row_bytes: w.row_bytes,
+            w,
             part: &w.parts[0],
             act,
             out: &out.buf,
-            stride: w.rows,
         });
         self.matvec(&segs, w_up.cols, n_tokens, Some(kind))?;
         Ok(true)
@@ -793,12 +791,10 @@ impl GpuBackend {
         ];
         let segs: Vec<MvSeg<'_>> = (0..3)
             .map(|i| MvSeg {
-                ty: wgsl_name(w[i].ty).unwrap_or("f32"),
-                row_bytes: w[i].row_bytes,
+                w: w[i],
                 part: &w[i].parts[0],
                 act: &acts[i],
                 out: &out[i].buf,
-                stride: w[i].rows,
             })
             .collect();
         self.matvec(&segs, cols, n_tokens, None)?;
