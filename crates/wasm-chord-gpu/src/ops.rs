@@ -774,9 +774,13 @@ impl GpuBackend {
         out: [&GpuBuffer; 3],
     ) -> Result<bool> {
         let cols = w[0].cols;
-        if !w
-            .iter()
-            .all(|w| Self::matvec_whole(w, n_tokens) && w.cols == cols)
+        // Ten storage bindings (parameters, 3 weights, 3 inputs, 3
+        // outputs): more than WebGPU's default limit of 8, which some
+        // adapters (browsers' software ones) keep.
+        if self.ctx.limits.max_storage_buffers_per_shader_stage < 10
+            || !w
+                .iter()
+                .all(|w| Self::matvec_whole(w, n_tokens) && w.cols == cols)
         {
             return Ok(false);
         }

@@ -211,8 +211,18 @@ fn matmul_glu_matches_cpu_composed_ops() {
                     let mut ug = g.alloc(n * rows).unwrap();
                     let mut gc = c.alloc(n * rows).unwrap();
                     let mut uc = c.alloc(n * rows).unwrap();
+                    let before = g.counters().0;
                     g.matmul_glu(kind, &ggw, &guw, &xg, n, rows, &mut gg, &mut ug)
                         .unwrap();
+                    // Counted on this test's own backend (the shared one
+                    // records other tests' work at the same time).
+                    if n <= 8 && std::ptr::eq(g, &plain) {
+                        // One dispatch for both products, after the input's
+                        // rounding (done once for this input: the first kind).
+                        let dispatches = g.counters().0 - before;
+                        let rounding = u64::from(kind == GluKind::Silu);
+                        assert_eq!(dispatches, 1 + rounding, "{ty:?} n={n} {kind:?}");
+                    }
                     c.matmul_glu(kind, &cgw, &cuw, &xc, n, rows, &mut gc, &mut uc)
                         .unwrap();
                     let e = rel_l2(&read(g, &gg), &read(&c, &gc));
@@ -285,8 +295,19 @@ fn matmul_qkv_matches_cpu_and_separate_matmuls() {
                 let [q, k, v] = &mut og[..] else {
                     unreachable!()
                 };
+                let before = g.counters().0;
                 g.matmul_qkv(&gw[0], &gw[1], &gw[2], &xg, n, q, k, v)
                     .unwrap();
+                // Counted on a backend of this test's own (the shared one
+                // records other tests' work at the same time).
+                if n <= 8 && std::ptr::eq(g, &plain) {
+                    // One product dispatch, plus one rounding of the input
+                    // per rounding the three types need (Q8_K; Q8_0 and
+                    // Q8_K; f16 and Q8_0, none for f32).
+                    let roundings = [1, 2, 2][i];
+                    let dispatches = (g.counters().0 - before) as usize;
+                    assert_eq!(dispatches, 1 + roundings, "mix {i} n={n}");
+                }
                 let [q, k, v] = &mut oc[..] else {
                     unreachable!()
                 };
