@@ -301,10 +301,13 @@ fn matvec_reduce(reduce: Reduce) -> &'static str {
 }
 
 /// `matvec32.wgsl` for weights of the WGSL type names `types` (one to
-/// three, each with its own input and output; with `dual`, two: the gate
-/// and the up weight, whose products meet in one gated output).
+/// three, each with its own output; with `dual`, two: the gate and the up
+/// weight, whose products meet in one gated output). Weight S reads the
+/// input bound as `x{xmap[S]}` (weights whose types round the input alike
+/// share one binding).
 fn matvec_source(
     types: &[&str],
+    xmap: &[usize],
     tpr: u32,
     wg: u32,
     reduce: Reduce,
@@ -321,14 +324,15 @@ fn matvec_source(
     for s in 0..n {
         bind(format!("w{s}"), "read", "array<u32>");
     }
-    for s in 0..n {
-        bind(format!("x{s}"), "read", "array<vec4<f32>>");
+    for j in 0..=xmap.iter().copied().max().unwrap_or(0) {
+        bind(format!("x{j}"), "read", "array<vec4<f32>>");
     }
     for s in 0..if dual { 1 } else { n } {
         bind(format!("y{s}"), "read_write", "array<f32>");
     }
     let mut dots = String::new();
     for (s, ty) in types.iter().enumerate() {
+        let xs = xmap[s];
         dots += &dequant_for(s);
         let rb = 6 + 3 * s;
         if nt_max == 1 {
@@ -346,7 +350,7 @@ fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
         let xo = t0 * nv + sb * 8u;
         var d = vec4<f32>(0.0);
         for (var k = 0u; k < 8u; k++) {{
-            d += sbv_{ty}_{s}(sbi, k) * x{s}[xo + k];
+            d += sbv_{ty}_{s}(sbi, k) * x{xs}[xo + k];
         }}
         acc[0] += (d.x + d.y) + (d.z + d.w);
     }}
@@ -369,7 +373,7 @@ fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
             let xo = (t0 + t) * nv + sb * 8u;
             var d = vec4<f32>(0.0);
             for (var k = 0u; k < 8u; k++) {{
-                d += wv[k] * x{s}[xo + k];
+                d += wv[k] * x{xs}[xo + k];
             }}
             acc[t] += (d.x + d.y) + (d.z + d.w);
         }}
@@ -580,8 +584,20 @@ impl GpuBackend {
             _ => "matvec",
         };
         let used = if glu.is_some() { &segs[..1] } else { segs };
+        // Each distinct rounded input is bound once.
+        let mut acts: Vec<&wgpu::Buffer> = Vec::new();
+        let xmap: Vec<usize> = segs
+            .iter()
+            .map(|s| match acts.iter().position(|&a| a == s.act) {
+                Some(j) => j,
+                None => {
+                    acts.push(s.act);
+                    acts.len() - 1
+                }
+            })
+            .collect();
         let mut binds: Vec<Bind<'_>> = segs.iter().map(|s| Bind::Buf(&s.part.buf)).collect();
-        binds.extend(segs.iter().map(|s| Bind::Buf(s.act)));
+        binds.extend(acts.iter().map(|&a| Bind::Buf(a)));
         binds.extend(used.iter().map(|s| Bind::Buf(s.out)));
         let (tpr, wg, reduce) = matvec_shape(cols, rows, sg, sg_max);
         let rows_per_group = (wg / tpr) as usize;
@@ -608,12 +624,12 @@ impl GpuBackend {
             // A kernel for one token (generation), one for up to 8.
             let nt_max = if nt == 1 { 1 } else { MV_TOKENS };
             let key = format!(
-                "matvec_{}_{tpr}_{wg}_{reduce:?}_{nt_max}{}",
+                "matvec_{}_{xmap:?}_{tpr}_{wg}_{reduce:?}_{nt_max}{}",
                 types.join("_"),
                 if glu.is_some() { "_glu" } else { "" }
             );
             let pipe = self.ctx.pipeline(&key, || {
-                matvec_source(&types, tpr, wg, reduce, glu.is_some(), nt_max)
+                matvec_source(&types, &xmap, tpr, wg, reduce, glu.is_some(), nt_max)
             });
             p[1] = nt as u32;
             p[2] = u32_of("matmul", t0)?;
@@ -774,13 +790,9 @@ impl GpuBackend {
         out: [&GpuBuffer; 3],
     ) -> Result<bool> {
         let cols = w[0].cols;
-        // Ten storage bindings (parameters, 3 weights, 3 inputs, 3
-        // outputs): more than WebGPU's default limit of 8, which some
-        // adapters (browsers' software ones) keep.
-        if self.ctx.limits.max_storage_buffers_per_shader_stage < 10
-            || !w
-                .iter()
-                .all(|w| Self::matvec_whole(w, n_tokens) && w.cols == cols)
+        if !w
+            .iter()
+            .all(|w| Self::matvec_whole(w, n_tokens) && w.cols == cols)
         {
             return Ok(false);
         }
@@ -793,6 +805,17 @@ impl GpuBackend {
             self.matmul_input(w[1], x, n_tokens, out[1])?,
             self.matmul_input(w[2], x, n_tokens, out[2])?,
         ];
+        // Storage bindings: the parameters, 3 weights, each distinct
+        // rounded input, 3 outputs; 8 (WebGPU's default limit, which
+        // browsers' software adapters keep) when the three types round the
+        // input alike, as in the usual mixes. Otherwise three dispatches
+        // (the roundings made here are reused by them).
+        let distinct = 1
+            + usize::from(acts[1] != acts[0])
+            + usize::from(acts[2] != acts[0] && acts[2] != acts[1]);
+        if 7 + distinct > self.ctx.limits.max_storage_buffers_per_shader_stage as usize {
+            return Ok(false);
+        }
         let segs: Vec<MvSeg<'_>> = (0..3)
             .map(|i| MvSeg {
                 w: w[i],
