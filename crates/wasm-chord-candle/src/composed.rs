@@ -125,7 +125,7 @@ pub(crate) fn attention(
         let qp = i64::from(qp);
         for (j, &kp) in p.cache_positions.iter().enumerate() {
             let kp = i64::from(kp);
-            if kp >= 0 && kp <= qp && p.window.map_or(true, |w| qp - kp < i64::from(w)) {
+            if kp >= 0 && kp <= qp && p.window.is_none_or(|w| qp - kp < i64::from(w)) {
                 mask[t * n_slots + j] = 0.0;
             }
         }

@@ -445,7 +445,7 @@ impl Backend for CandleBackend {
     ) -> Result<()> {
         let op = "rope";
         let n = positions.len() * n_heads * head_dim;
-        if params.n_rot > head_dim || params.n_rot % 2 != 0 {
+        if params.n_rot > head_dim || !params.n_rot.is_multiple_of(2) {
             return Err(shape(
                 op,
                 format!("n_rot {} vs head_dim {head_dim}", params.n_rot),

@@ -208,7 +208,7 @@ pub(crate) fn upload(
                 // blocks' alignment: copy into 8-aligned memory when the view
                 // is not aligned.
                 let words;
-                let aligned: &[u8] = if (bytes.as_ptr() as usize) % 8 == 0 {
+                let aligned: &[u8] = if (bytes.as_ptr() as usize).is_multiple_of(8) {
                     bytes
                 } else {
                     words = aligned_copy(bytes);

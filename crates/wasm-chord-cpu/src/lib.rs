@@ -332,7 +332,7 @@ impl Backend for CpuBackend {
         params: &RopeParams<'_>,
     ) -> Result<()> {
         need("rope", "x", x.len(), positions.len() * n_heads * head_dim)?;
-        if params.n_rot > head_dim || params.n_rot % 2 != 0 {
+        if params.n_rot > head_dim || !params.n_rot.is_multiple_of(2) {
             return Err(shape(
                 "rope",
                 format!("n_rot {} vs head_dim {head_dim}", params.n_rot),

@@ -102,7 +102,7 @@ fn mm<B: GgmlBlock>(
     kernel: RowKernel<B::VecDotType>,
 ) -> Result<()> {
     let cols = w.cols;
-    if cols % B::BLCK_SIZE != 0 {
+    if !cols.is_multiple_of(B::BLCK_SIZE) {
         return Err(shape(
             "matmul",
             format!("row of {cols} not a multiple of {}", B::BLCK_SIZE),
@@ -215,7 +215,7 @@ fn mm_tiled<K: Tiling>(
     kind: K,
 ) -> Result<()> {
     let cols = w.cols;
-    if cols % K::BLOCK != 0 {
+    if !cols.is_multiple_of(K::BLOCK) {
         return Err(shape(
             "matmul",
             format!("row of {cols} not a multiple of {}", K::BLOCK),
@@ -279,7 +279,7 @@ fn mm_tiled<K: Tiling>(
 /// instructions per block.
 fn mv_tiled(w: &CpuWeight, x: &[f32], out: &mut [f32], kind: tiled::Kind) -> Result<()> {
     let cols = w.cols;
-    if cols % 32 != 0 {
+    if !cols.is_multiple_of(32) {
         return Err(shape(
             "matmul",
             format!("row of {cols} not a multiple of 32"),

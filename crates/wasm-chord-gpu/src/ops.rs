@@ -641,7 +641,10 @@ impl GpuBackend {
     /// Whether the matrix-vector kernel takes `w` whole for `n_tokens`
     /// (rows of whole 32-value sub-blocks, one buffer, a batch it takes).
     fn matvec_whole(w: &GpuWeight, n_tokens: usize) -> bool {
-        n_tokens <= MV_TOKENS && w.cols % 32 == 0 && w.parts.len() == 1 && wgsl_name(w.ty).is_some()
+        n_tokens <= MV_TOKENS
+            && w.cols.is_multiple_of(32)
+            && w.parts.len() == 1
+            && wgsl_name(w.ty).is_some()
     }
 
     /// Checks `w · x` for `n_tokens` into `out` and returns the input as the
@@ -655,7 +658,7 @@ impl GpuBackend {
     ) -> Result<wgpu::Buffer> {
         wgsl_name(w.ty).ok_or_else(|| unsupported("matmul", w.ty))?;
         let block = w.ty.block_size();
-        if w.cols % 4 != 0 || w.cols % block != 0 {
+        if !w.cols.is_multiple_of(4) || !w.cols.is_multiple_of(block) {
             return Err(shape("matmul", format!("rows of {} values", w.cols)));
         }
         need("matmul", "x", x.len, n_tokens * w.cols)?;
@@ -680,7 +683,7 @@ impl GpuBackend {
         }
         let _guard = self.scratch_lock.lock().unwrap_or_else(|e| e.into_inner());
         let act = self.matmul_input(w, x, n_tokens, out)?;
-        if n_tokens <= MV_TOKENS && w.cols % 32 == 0 {
+        if n_tokens <= MV_TOKENS && w.cols.is_multiple_of(32) {
             for part in &w.parts {
                 let seg = MvSeg {
                     w,
@@ -692,7 +695,7 @@ impl GpuBackend {
             }
             return Ok(());
         }
-        let tiled = n_tokens > MV_TOKENS && w.cols % 32 == 0;
+        let tiled = n_tokens > MV_TOKENS && w.cols.is_multiple_of(32);
         let (kind, body) = if tiled {
             ("matmul", MATMUL)
         } else {
@@ -837,7 +840,7 @@ impl GpuBackend {
     ) -> Result<()> {
         let ty_name = wgsl_name(table.ty).ok_or_else(|| unsupported("embed", table.ty))?;
         let cols = table.cols;
-        if cols % 4 != 0 {
+        if !cols.is_multiple_of(4) {
             return Err(shape("embed", format!("rows of {cols} values")));
         }
         need("embed", "out", out.len, tokens.len() * cols)?;
@@ -1003,7 +1006,7 @@ impl GpuBackend {
     ) -> Result<()> {
         need("rope", "x", x.len, positions.len() * n_heads * head_dim)?;
         let n_rot = params.n_rot;
-        if n_rot > head_dim || n_rot % 2 != 0 {
+        if n_rot > head_dim || !n_rot.is_multiple_of(2) {
             return Err(shape(
                 "rope",
                 format!("n_rot {n_rot} vs head_dim {head_dim}"),
@@ -1064,7 +1067,7 @@ impl GpuBackend {
         need(op, "q", q.len, nq)?;
         need(op, "k", k.len, nk)?;
         let n_rot = params.n_rot;
-        if n_rot > head_dim || n_rot % 2 != 0 {
+        if n_rot > head_dim || !n_rot.is_multiple_of(2) {
             return Err(shape(op, format!("n_rot {n_rot} vs head_dim {head_dim}")));
         }
         let mut d: Vec<u32> = positions.to_vec();

@@ -188,7 +188,7 @@ impl Attention {
     }
 
     fn check(&self, q: usize, k: usize, v: usize) -> Result<()> {
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             candle_core::bail!(
                 "attention: {} heads over {} kv heads",
                 self.n_heads,

@@ -170,7 +170,7 @@ pub trait GgmlBlock: Copy + Default + std::fmt::Debug + Send + Sync + 'static {
     /// Scalar reference dot product of `n` values: weights `xs` against
     /// activations `ys`, as ggml-cpu's generic `vec_dot` computes it.
     fn vec_dot(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> Result<f32, QuantError> {
-        if n % Self::BLCK_SIZE != 0 {
+        if !n.is_multiple_of(Self::BLCK_SIZE) {
             return Err(QuantError::NotBlockMultiple {
                 ty: Self::DTYPE,
                 len: n,
@@ -254,7 +254,7 @@ fn check_len(
 }
 
 fn dequantize_as<B: GgmlBlock>(src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
-    if src.len() % B::TYPE_SIZE != 0 {
+    if !src.len().is_multiple_of(B::TYPE_SIZE) {
         return Err(QuantError::NotByteMultiple {
             ty: B::DTYPE,
             len: src.len(),
@@ -278,7 +278,7 @@ fn dequantize_as<B: GgmlBlock>(src: &[u8], dst: &mut [f32]) -> Result<(), QuantE
 }
 
 fn quantize_as<B: GgmlBlock>(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
-    if src.len() % B::BLCK_SIZE != 0 {
+    if !src.len().is_multiple_of(B::BLCK_SIZE) {
         return Err(QuantError::NotBlockMultiple {
             ty: B::DTYPE,
             len: src.len(),

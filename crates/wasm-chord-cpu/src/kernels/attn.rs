@@ -91,7 +91,7 @@ pub(crate) fn dot_rows<'a, T: KvElem>(
     out: &mut Vec<f32>,
 ) {
     let n = q.len();
-    assert!(n % 16 == 0 && idx.iter().all(|&j| row(j).len() >= n));
+    assert!(n.is_multiple_of(16) && idx.iter().all(|&j| row(j).len() >= n));
     #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
     if has_avx512f() {
         // SAFETY: AVX-512F and F16C were detected; lengths checked above.
@@ -134,7 +134,7 @@ pub(crate) fn weighted_rows<'a, T: KvElem>(
     lanes.clear();
     lanes.resize(16 * hd, 0.0);
     #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
-    if hd % 16 == 0 && has_avx512f() {
+    if hd.is_multiple_of(16) && has_avx512f() {
         assert!(idx.iter().all(|&j| row(j).len() >= hd));
         let starts = by_lane(idx, |i| val[i], &mut scratch.order);
         let order = &scratch.order;
@@ -163,7 +163,7 @@ pub(crate) fn dot_rows4<'a, T: KvElem>(
     out: &mut [Vec<f32>; 4],
 ) {
     let n = q[0].len();
-    assert!(n % 16 == 0 && q.iter().all(|q| q.len() == n));
+    assert!(n.is_multiple_of(16) && q.iter().all(|q| q.len() == n));
     assert!(idx.iter().all(|&j| row(j).len() >= n));
     #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
     if has_avx512f() {
@@ -190,7 +190,7 @@ pub(crate) fn weighted_rows4<'a, T: KvElem>(
     let hd = out[0].len();
     assert!(out.iter().all(|o| o.len() == hd) && val.iter().all(|v| v.len() >= idx.len()));
     #[cfg(all(target_arch = "x86_64", wasm_chord_avx512))]
-    if hd % 16 == 0 && has_avx512f() {
+    if hd.is_multiple_of(16) && has_avx512f() {
         assert!(idx.iter().all(|&j| row(j).len() >= hd));
         let starts = by_lane(
             idx,

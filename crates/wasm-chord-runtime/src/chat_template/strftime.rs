@@ -108,7 +108,7 @@ impl DateTime {
                 out.push('%');
                 break;
             };
-            let hour12 = if self.hour % 12 == 0 {
+            let hour12 = if self.hour.is_multiple_of(12) {
                 12
             } else {
                 self.hour % 12

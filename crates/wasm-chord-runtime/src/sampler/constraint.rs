@@ -62,7 +62,7 @@ mod tests {
     struct EvenOnly;
     impl LogitFilter for EvenOnly {
         fn allows(&self, token: u32) -> bool {
-            token % 2 == 0
+            token.is_multiple_of(2)
         }
     }
 

@@ -134,7 +134,7 @@ fn q4_k_m(role: Role, layer: usize, n_layer: usize, ncols: u64, tied: bool) -> G
 }
 
 fn output_type(ncols: u64) -> GgmlType {
-    if ncols % GgmlType::Q4_K.block_size() as u64 != 0 {
+    if !ncols.is_multiple_of(GgmlType::Q4_K.block_size() as u64) {
         GgmlType::Q8_0
     } else {
         GgmlType::Q6_K
@@ -143,7 +143,7 @@ fn output_type(ncols: u64) -> GgmlType {
 
 /// llama.cpp's `tensor_type_fallback`.
 fn fallback(t: GgmlType, ncols: u64) -> GgmlType {
-    if ncols % t.block_size() as u64 == 0 {
+    if ncols.is_multiple_of(t.block_size() as u64) {
         return t;
     }
     let r = match t {
@@ -154,7 +154,7 @@ fn fallback(t: GgmlType, ncols: u64) -> GgmlType {
         GgmlType::IQ4_XS => GgmlType::IQ4_NL,
         other => other,
     };
-    if ncols % r.block_size() as u64 != 0 {
+    if !ncols.is_multiple_of(r.block_size() as u64) {
         GgmlType::F16
     } else {
         r

@@ -164,10 +164,10 @@ fn check(shape: &Shape) -> Result<(), SynthError> {
     {
         return bad("zero dimension");
     }
-    if s.n_head % s.n_head_kv != 0 {
+    if !s.n_head.is_multiple_of(s.n_head_kv) {
         return bad("KV heads do not divide the query heads");
     }
-    if s.head_dim % 2 != 0 {
+    if !s.head_dim.is_multiple_of(2) {
         return bad("odd head dimension");
     }
     if matches!(s.arch, Arch::Qwen2 | Arch::Phi3) && s.n_head * s.head_dim != s.n_embd {
