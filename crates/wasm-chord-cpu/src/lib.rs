@@ -32,6 +32,8 @@ mod kernels;
 mod matmul;
 mod ops;
 mod scratch;
+#[cfg(test)]
+mod test_rng;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -440,15 +442,8 @@ mod tests {
     use wasm_chord_core::backend::RopeKind;
 
     fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
+        let mut rng = crate::test_rng::Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        (0..n).map(|_| rng.f32()).collect()
     }
 
     /// The element-wise ops split prompt batches into parallel tasks; each

@@ -472,13 +472,8 @@ mod tests {
 
     #[test]
     fn q8_k_block_is_the_reference_bit_for_bit() {
-        let mut s = 0x1357_9bdf_2468_ace0u64;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
+        let mut rng = crate::test_rng::Rng(0x1357_9bdf_2468_ace0);
+        let mut next = || rng.unit() - 0.5;
         for case in 0..200 {
             let scale = 10f32.powi(case % 7 - 3);
             let mut x: Vec<f32> = (0..256).map(|_| next() * scale).collect();
@@ -515,13 +510,10 @@ mod tests {
 
     #[test]
     fn small_rounding_is_ties_to_even() {
-        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = crate::test_rng::Rng(0x2545_f491_4f6c_dd1d);
         let mut values: Vec<f32> = (-260..=260).map(|i| i as f32 * 0.5).collect();
         for _ in 0..10_000 {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            values.push(((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 260.0);
+            values.push((rng.unit() - 0.5) * 260.0);
         }
         for v in values {
             assert_eq!(round_ties_even_small(v), v.round_ties_even() as i32, "{v}");

@@ -706,14 +706,12 @@ mod avx512 {
 mod tests {
     use super::*;
 
-    /// f16-valued random numbers (xorshift), with a spread of magnitudes.
+    /// f16-valued random numbers, with a spread of magnitudes.
     fn f16_values(n: usize, seed: u64) -> Vec<f16> {
-        let mut s = seed;
+        let mut rng = crate::test_rng::Rng(seed);
         (0..n)
             .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
+                let s = rng.next();
                 let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
                 let e = ((s >> 20) % 8) as i32 - 4;
                 f16::from_f32(u * 2f32.powi(e))
@@ -813,15 +811,8 @@ mod tests {
 
     /// Random values over the exp polynomial's whole range, with the ends.
     fn exp_inputs(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        let mut v: Vec<f32> = (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 220.0
-            })
-            .collect();
+        let mut rng = crate::test_rng::Rng(seed);
+        let mut v: Vec<f32> = (0..n).map(|_| (rng.unit() - 0.5) * 220.0).collect();
         v.extend([0.0, -0.0, 88.7, 89.0, -103.0, -150.0, 1000.0, -1000.0]);
         v.extend([f32::INFINITY, f32::NEG_INFINITY, 1e-30, -1e-30, 0.5, -0.5]);
         v
@@ -862,13 +853,10 @@ mod tests {
 
     #[test]
     fn round_f16_slice_matches_round_f16() {
-        let mut s = 0x1234_5678u64;
+        let mut rng = crate::test_rng::Rng(0x1234_5678);
         let mut v: Vec<f32> = (0..1000i32)
             .map(|i| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                let u = (s >> 40) as f32 / (1u64 << 24) as f32;
+                let u = rng.unit();
                 // Probabilities and q values, down to f16's subnormals.
                 u * 2f32.powi(-(i % 30)) * if i % 3 == 0 { -1.0 } else { 1.0 }
             })

@@ -4,33 +4,16 @@
 //! and tolerance both test modules use.
 
 use super::dot_scalar;
+pub(super) use crate::test_rng::Rng;
 use wasm_chord_core::quant::{self, f32_to_f16_bits, GgmlBlock};
 
-/// xorshift64 stream.
-pub(super) struct Rng(pub u64);
-
-impl Rng {
-    pub(super) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uniform in [-1, 1).
-    pub(super) fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        (self.next() >> 32) % n
-    }
-    /// A nonzero f16 scale of either sign, from f16's subnormals
-    /// (2^-24) up to 2^10, log-uniform.
-    fn scale(&mut self) -> u16 {
-        let e = self.below(35) as i32 - 24;
-        let m = 1.0 + 0.99 * self.f32().abs();
-        let v = m * 2f32.powi(e);
-        f32_to_f16_bits(if self.next() & 1 == 0 { v } else { -v })
-    }
+/// A nonzero f16 scale of either sign, from f16's subnormals (2^-24) up to
+/// 2^10, log-uniform.
+fn scale(rng: &mut Rng) -> u16 {
+    let e = ((rng.next() >> 32) % 35) as i32 - 24;
+    let m = 1.0 + 0.99 * rng.f32().abs();
+    let v = m * 2f32.powi(e);
+    f32_to_f16_bits(if rng.next() & 1 == 0 { v } else { -v })
 }
 
 /// Random bytes for `nb` weight blocks of type `B` (every byte value, -128
@@ -40,7 +23,7 @@ pub(super) fn random_row<B: GgmlBlock>(rng: &mut Rng, nb: usize, f16_at: &[usize
     let mut row: Vec<u8> = (0..nb * B::TYPE_SIZE).map(|_| rng.next() as u8).collect();
     for blk in row.chunks_exact_mut(B::TYPE_SIZE) {
         for &o in f16_at {
-            blk[o..o + 2].copy_from_slice(&rng.scale().to_le_bytes());
+            blk[o..o + 2].copy_from_slice(&scale(rng).to_le_bytes());
         }
     }
     row

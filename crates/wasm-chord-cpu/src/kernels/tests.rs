@@ -2,27 +2,9 @@
 //! random blocks, at several lengths and a misaligned row start.
 
 use super::*;
+use crate::test_rng::Rng;
 use wasm_chord_core::quant::{self, f32_to_f16_bits, BlockQ4_0, BlockQ5_0};
 use wasm_chord_core::GgmlType;
-
-/// xorshift64 stream.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uniform in [-1, 1).
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    fn byte(&mut self) -> u8 {
-        (self.next() >> 32) as u8
-    }
-}
 
 /// Random bytes for `nb` weight blocks of type `B`, with every f16 scale set
 /// to a finite random value (at `f16_at` offsets in each block) and, for
