@@ -138,9 +138,9 @@ enum Reduce {
     /// A butterfly of subgroup shuffles: a row's threads are an aligned
     /// part of one subgroup.
     Shuffle,
-    /// `subgroupAdd` per subgroup, then the row's subgroups through
+    /// Shuffles within each subgroup, then the row's subgroups through
     /// workgroup memory: a row spans whole subgroups.
-    SubgroupAdd,
+    AcrossSubgroups,
 }
 
 /// Threads a matrix-vector dispatch aims for (see [`matvec_shape`]).
@@ -177,7 +177,7 @@ fn matvec_shape(cols: usize, rows: usize, sg_min: u32, sg_max: u32) -> (u32, u32
     } else if tpr <= sg_min {
         (tpr, Reduce::Shuffle)
     } else {
-        (tpr.max(sg_max).min(256), Reduce::SubgroupAdd)
+        (tpr.max(sg_max).min(256), Reduce::AcrossSubgroups)
     };
     (tpr, tpr.max(64), reduce)
 }
@@ -275,16 +275,23 @@ fn matvec_reduce(reduce: Reduce) -> &'static str {
 }
 "
         }
-        Reduce::SubgroupAdd => {
+        Reduce::AcrossSubgroups => {
             "fn reduce(acc: array<f32, 8>, nt: u32, slot: u32, lane: u32, sg: vec3<u32>) -> f32 {
+    // The row's threads within one subgroup: the whole subgroup, as the
+    // host chose TPR from the adapter's widths, or TPR of them should a
+    // subgroup be wider than the adapter said (then still correct).
+    let w = min(TPR, sg.y);
     for (var t = 0u; t < nt; t++) {
-        let v = subgroupAdd(acc[t]);
-        if (sg.z == 0u) {
-            red[t * WG + sg.x] = v;
+        var v = acc[t];
+        for (var h = w / 2u; h > 0u; h >>= 1u) {
+            v += subgroupShuffleXor(v, h);
+        }
+        if (slot % w == 0u) {
+            red[t * WG + slot / w] = v;
         }
     }
     workgroupBarrier();
-    let per = TPR / sg.y;
+    let per = TPR / w;
     let first = (slot / TPR) * per;
     var v = 0.0;
     if (lane < nt) {
