@@ -10,7 +10,10 @@
 //! prints the GPU time of every kernel. `--pass-per-dispatch` records each
 //! dispatch in its own compute pass (default: one pass per submission);
 //! `--both-modes` times both. `--submit-every 0,64` times each number of
-//! dispatches per submission (0: submit only at read-backs). `--check N` (default 32, 0 to skip)
+//! dispatches per submission (0: submit only at read-backs). `--int-dot 1,0`
+//! times one-token products with 8-bit activations and integer dot products
+//! (1, the default where WGSL has them) and with f32 activations (0).
+//! `--check N` (default 32, 0 to skip)
 //! first runs an N-token prompt on this backend and on the CPU backend and
 //! prints how their logits agree at every position.
 
@@ -33,6 +36,7 @@ struct Args {
     both_modes: bool,
     /// Dispatches per submission to time (empty: the backend's default).
     submit_every: Vec<u64>,
+    int_dot: Vec<bool>,
 }
 
 fn args() -> Args {
@@ -47,6 +51,7 @@ fn args() -> Args {
         pass_per_dispatch: false,
         both_modes: false,
         submit_every: Vec::new(),
+        int_dot: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -63,6 +68,7 @@ fn args() -> Args {
             "--submit-every" => {
                 a.submit_every = val().split(',').filter_map(|v| v.parse().ok()).collect()
             }
+            "--int-dot" => a.int_dot = val().split(',').map(|v| v != "0").collect(),
             "--check" => a.check = val().parse().unwrap_or(32),
             other => eprintln!("ignoring {other}"),
         }
@@ -198,12 +204,25 @@ fn main() {
         } else {
             a.submit_every.iter().map(|&n| Some(n)).collect()
         };
-        let modes: Vec<(bool, Option<u64>)> = modes
+        let ints: Vec<Option<bool>> = if a.int_dot.is_empty() {
+            vec![None]
+        } else {
+            a.int_dot.iter().map(|&b| Some(b)).collect()
+        };
+        let modes: Vec<(bool, Option<u64>, Option<bool>)> = modes
             .iter()
             .flat_map(|&per| every.iter().map(move |&n| (per, n)))
+            .flat_map(|(per, n)| ints.iter().map(move |&i| (per, n, i)))
             .collect();
-        for (per, every) in modes {
+        for (per, every, int) in modes {
             backend.set_pass_per_dispatch(per);
+            if let Some(on) = int {
+                backend.set_int_dot(on);
+                println!(
+                    "  8-bit activations with integer dot products: {}",
+                    backend.int_dot()
+                );
+            }
             if let Some(n) = every {
                 backend.set_submit_every(n);
                 println!("  submitting every {n} dispatches (0: at read-backs only)");

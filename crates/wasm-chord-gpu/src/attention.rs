@@ -242,7 +242,7 @@ impl GpuBackend {
     /// A device buffer of at least `bytes` kept under `name` for reuse by
     /// later ops (they run in order, so one op's scratch is free again when
     /// the next one starts).
-    fn scratch(&self, name: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
+    pub(crate) fn scratch(&self, name: &'static str, bytes: u64) -> Result<wgpu::Buffer> {
         let mut map = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = map.get(name) {
             if b.size() >= bytes {

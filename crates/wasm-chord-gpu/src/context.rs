@@ -34,6 +34,7 @@ const MAX_BINDS: usize = 12;
 
 /// One binding of a dispatch, in binding order starting at 1 (binding 0 is
 /// always the parameter words).
+#[derive(Clone, Copy)]
 pub(crate) enum Bind<'a> {
     /// A whole device buffer.
     Buf(&'a wgpu::Buffer),

@@ -214,6 +214,10 @@ pub struct GpuBackend {
     subgroup_min: u32,
     /// Whether kernels may use subgroup operations.
     use_subgroups: AtomicBool,
+    /// Whether WGSL's packed 8-bit dot products (`dot4I8Packed`) compile.
+    has_int_dot: bool,
+    /// Whether one-token products use them (8-bit activations).
+    use_int_dot: AtomicBool,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -246,6 +250,9 @@ impl GpuBackend {
             })
             .await
             .map_err(|e| not_available(&format!("no adapter: {e}")))?;
+        let has_int_dot = instance
+            .wgsl_language_features()
+            .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
         let info = adapter.get_info();
         let features = adapter.features();
         let limits = adapter.limits();
@@ -279,6 +286,8 @@ impl GpuBackend {
                 0
             },
             use_subgroups: AtomicBool::new(true),
+            has_int_dot,
+            use_int_dot: AtomicBool::new(has_int_dot),
         })
     }
 
@@ -288,7 +297,7 @@ impl GpuBackend {
         let i = &self.ctx.info;
         let f = self.ctx.features;
         format!(
-            "{} ({:?}, {:?}, driver {} {}); shader-f16: {}, subgroups: {} ({}-{} wide{}), timestamps: {}; max binding {} MiB",
+            "{} ({:?}, {:?}, driver {} {}); shader-f16: {}, subgroups: {} ({}-{} wide{}), timestamps: {}, packed int8 dot: {}{}; max binding {} MiB",
             i.name,
             i.backend,
             i.device_type,
@@ -300,6 +309,8 @@ impl GpuBackend {
             i.subgroup_max_size,
             if self.subgroup_width() > 0 { ", used" } else { "" },
             f.contains(wgpu::Features::TIMESTAMP_QUERY),
+            self.has_int_dot,
+            if self.int_dot() { ", used" } else { "" },
             self.ctx.limits.max_storage_buffer_binding_size >> 20,
         )
     }
@@ -355,6 +366,22 @@ impl GpuBackend {
     /// the workgroup-memory path runs. Affects kernels compiled later.
     pub fn set_subgroups(&self, on: bool) {
         self.use_subgroups.store(on, Ordering::Relaxed);
+    }
+
+    /// Allows (default, where WGSL has `dot4I8Packed`) or forbids 8-bit
+    /// activations with integer dot products in one-token products (as
+    /// ggml-cpu and llama.cpp's GPU backends compute them); without them
+    /// the activations are rounded the same way but kept as f32. Affects
+    /// ops recorded later.
+    pub fn set_int_dot(&self, on: bool) {
+        self.use_int_dot
+            .store(on && self.has_int_dot, Ordering::Relaxed);
+    }
+
+    /// Whether one-token products use 8-bit activations and integer dot
+    /// products (see [`GpuBackend::set_int_dot`]).
+    pub fn int_dot(&self) -> bool {
+        self.use_int_dot.load(Ordering::Relaxed)
     }
 
     /// Width the subgroup kernels may rely on (0: none).

@@ -13,6 +13,9 @@ const MATVEC32: &str = include_str!("shaders/matvec32.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const EMBED: &str = include_str!("shaders/embed.wgsl");
 const QUANTIZE: &str = include_str!("shaders/quantize.wgsl");
+const QUANTIZE_Q8: &str = include_str!("shaders/quantize_q8.wgsl");
+const DOT_Q8: &str = include_str!("shaders/dot_q8.wgsl");
+const NORM_Q8: &str = include_str!("shaders/norm_q8.wgsl");
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
 const ADD_RMS_NORM: &str = include_str!("shaders/add_rms_norm.wgsl");
 const ROPE: &str = include_str!("shaders/rope.wgsl");
@@ -213,15 +216,20 @@ fn rename_idents(src: &str, f: impl Fn(&str) -> Option<String>) -> String {
     out
 }
 
-/// `dequant.wgsl` for the weight bound as `w{s}`: its functions get the
-/// suffix `_{s}`.
-fn dequant_for(s: usize) -> String {
-    let names: Vec<&str> = DEQUANT
+/// `dequant.wgsl` (with `int_dot`, followed by `dot_q8.wgsl`) for the
+/// weight bound as `w{s}`: its functions get the suffix `_{s}`.
+fn dequant_for(s: usize, int_dot: bool) -> String {
+    let src = if int_dot {
+        format!("{DEQUANT}\n{DOT_Q8}")
+    } else {
+        DEQUANT.to_string()
+    };
+    let names: Vec<&str> = src
         .split("fn ")
         .skip(1)
         .filter_map(|t| t.split('(').next())
         .collect();
-    rename_idents(DEQUANT, |id| {
+    rename_idents(&src, |id| {
         if id == "w" {
             Some(format!("w{s}"))
         } else if id == "Sb" {
@@ -320,8 +328,15 @@ fn matvec_source(
     reduce: Reduce,
     dual: bool,
     nt_max: usize,
+    int_dot: bool,
 ) -> String {
     let n = types.len();
+    // Which weights take 8-bit activations (one token, a type with an
+    // integer dot product, and the adapter's packed dot products).
+    let int: Vec<bool> = types
+        .iter()
+        .map(|ty| int_dot && nt_max == 1 && INT_DOT_TYPES.contains(ty))
+        .collect();
     let mut binds = String::new();
     let mut b = 1;
     let mut bind = |name: String, access: &str, ty: &str| {
@@ -332,7 +347,13 @@ fn matvec_source(
         bind(format!("w{s}"), "read", "array<u32>");
     }
     for j in 0..=xmap.iter().copied().max().unwrap_or(0) {
-        bind(format!("x{j}"), "read", "array<vec4<f32>>");
+        let packed = xmap.iter().zip(&int).any(|(&x, &i)| x == j && i);
+        let ty = if packed {
+            "array<vec4<u32>>"
+        } else {
+            "array<vec4<f32>>"
+        };
+        bind(format!("x{j}"), "read", ty);
     }
     for s in 0..if dual { 1 } else { n } {
         bind(format!("y{s}"), "read_write", "array<f32>");
@@ -340,8 +361,31 @@ fn matvec_source(
     let mut dots = String::new();
     for (s, ty) in types.iter().enumerate() {
         let xs = xmap[s];
-        dots += &dequant_for(s);
+        dots += &dequant_for(s, int[s]);
         let rb = 6 + 3 * s;
+        if int[s] {
+            // One token, 8-bit activations (`quantize_q8.wgsl`): integer
+            // dot products per sub-block, then the activations' scale.
+            dots += &format!(
+                "
+fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
+    var acc: array<f32, 8>;
+    let base = r * p[{rb}u];
+    let nsb = p[0] / 32u;
+    let mo = p[0] / 16u;
+    for (var sb = lane; sb < nsb; sb += TPR) {{
+        let m = x{xs}[mo + sb / 2u];
+        let h = 2u * (sb & 1u);
+        let a = x{xs}[2u * sb];
+        let b = x{xs}[2u * sb + 1u];
+        acc[0] += bitcast<f32>(m[h]) * idot_{ty}_{s}(base, sb, a, b, bitcast<i32>(m[h + 1u]));
+    }}
+    return acc;
+}}
+"
+            );
+            continue;
+        }
         if nt_max == 1 {
             // One token: each 4 values are multiplied as they are decoded
             // (`sb_*`, `sbv_*`), so a thread holds no array of 32 values.
@@ -510,6 +554,14 @@ fn act_mode(ty: GgmlType) -> Option<u32> {
     }
 }
 
+/// The first `quantized` mode of 8-bit activations kept as integers: Q8_0
+/// blocks, then Q8_K blocks (the quantize kernel's modes 0 and 1).
+const PACKED_Q8_0: u32 = 3;
+
+/// WGSL names of the types with an integer dot product (`dot_q8.wgsl`)
+/// against 8-bit activations.
+const INT_DOT_TYPES: [&str; 6] = ["q8_0", "q4_0", "q5_0", "q4_k", "q5_k", "q6_k"];
+
 fn f32_vector<'a>(w: &'a GpuWeight, op: &'static str) -> Result<&'a wgpu::Buffer> {
     match (w.ty, w.rows, w.parts.first()) {
         (GgmlType::F32, 1, Some(p)) => Ok(&p.buf),
@@ -532,20 +584,50 @@ impl GpuBackend {
                 return Ok(q.buf.clone());
             }
         }
-        let bytes = n as u64 * 4;
+        // Modes from PACKED_Q8_0 on are the 8-bit forms of modes 0 and 1
+        // (`norm_q8.wgsl`: a byte per value, then two words per 32-value
+        // sub-block); the others are f32 per value.
+        let packed = mode >= PACKED_Q8_0;
+        let bytes = if packed {
+            n as u64 + n as u64 / 4
+        } else {
+            n as u64 * 4
+        };
         let buf = match cache.remove(&mode) {
             Some(q) if q.buf.size() >= bytes => q.buf,
             _ => self.ctx.storage(bytes, "quantized activations")?,
         };
-        let pipe = self.simple("quantize", QUANTIZE);
-        let (g, gx) = grid((n as u64).div_ceil(256));
-        self.ctx.dispatch(
-            "quantize",
-            &pipe,
-            &[u32_of("matmul", n)?, mode, gx],
-            &[Bind::Buf(&x.buf), Bind::Buf(&buf)],
-            g,
-        );
+        if packed {
+            // 2048 values per workgroup; the output bound as q0 (Q8_0) or
+            // qk (Q8_K), the other binding unused.
+            let pipe = self.ctx.pipeline("quantize_q8", || {
+                format!("{QUANTIZE_Q8}\n{}", NORM_Q8.replace("ROWLEN", "2048"))
+            });
+            let unused = self.scratch("unused binding", 16)?;
+            let (q0, qk) = if mode == PACKED_Q8_0 {
+                (&buf, &unused)
+            } else {
+                (&unused, &buf)
+            };
+            let (g, gx) = grid((n as u64).div_ceil(2048));
+            self.ctx.dispatch(
+                "quantize",
+                &pipe,
+                &[u32_of("matmul", n)?, mode - PACKED_Q8_0, gx],
+                &[Bind::Buf(&x.buf), Bind::Buf(q0), Bind::Buf(qk)],
+                g,
+            );
+        } else {
+            let pipe = self.simple("quantize", QUANTIZE);
+            let (g, gx) = grid((n as u64).div_ceil(256));
+            self.ctx.dispatch(
+                "quantize",
+                &pipe,
+                &[u32_of("matmul", n)?, mode, gx],
+                &[Bind::Buf(&x.buf), Bind::Buf(&buf)],
+                g,
+            );
+        }
         cache.insert(
             mode,
             Quantized {
@@ -554,6 +636,77 @@ impl GpuBackend {
             },
         );
         Ok(buf)
+    }
+
+    /// Records a norm kernel (`rms_norm.wgsl` or `add_rms_norm.wgsl`, its
+    /// `binds` and parameters `p` without the last word) for `n_rows` rows
+    /// of `dim` into `out`. With one row and 8-bit activations on, its
+    /// variant with `norm_q8.wgsl` also writes `out` quantized (Q8_0, and
+    /// Q8_K where `dim` is a multiple of 256) where the next products look
+    /// for it, so they need no quantize dispatch.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_norm(
+        &self,
+        name: &'static str,
+        src: &'static str,
+        p: &[u32],
+        binds: &[Bind<'_>],
+        g: (u32, u32, u32),
+        n_rows: usize,
+        dim: usize,
+        out: &GpuBuffer,
+    ) -> Result<()> {
+        // The row in workgroup memory next to the kernels' own < 6 KiB.
+        let fits =
+            dim * 4 + 6 * 1024 <= self.ctx.limits.max_compute_workgroup_storage_size as usize;
+        let fuse =
+            n_rows == 1 && dim.is_multiple_of(32) && dim <= 32 * 256 && fits && self.int_dot();
+        if !fuse {
+            let pipe = self
+                .ctx
+                .pipeline(name, || format!("{src}\nfn keep(i: u32, v: f32) {{}}"));
+            self.ctx.dispatch(name, &pipe, p, binds, g);
+            return Ok(());
+        }
+        let _guard = self.scratch_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.quantized.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = dim as u64 + dim as u64 / 4;
+        let with_k = dim.is_multiple_of(256);
+        // The Q8_0 and Q8_K buffers; an unwritten one keeps its entry.
+        let mut bufs = Vec::new();
+        for (mode, write) in [(PACKED_Q8_0, true), (PACKED_Q8_0 + 1, with_k)] {
+            let old = cache.remove(&mode);
+            let buf = match &old {
+                Some(q) if q.buf.size() >= bytes || !write => q.buf.clone(),
+                _ => self.ctx.storage(bytes, "quantized activations")?,
+            };
+            let key = if write {
+                (out.id, out.version, dim)
+            } else {
+                old.map_or((u64::MAX, 0, 0), |q| q.key)
+            };
+            bufs.push((mode, key, buf));
+        }
+        let pipe = self.ctx.pipeline(&format!("{name}_q8_{dim}"), || {
+            let n = binds.len() + 1;
+            let decl = format!(
+                "@group(0) @binding({n}) var<storage, read_write> q0: array<u32>;\n\
+                 @group(0) @binding({}) var<storage, read_write> qk: array<u32>;\n",
+                n + 1
+            );
+            let tail = format!("q8_tail(lid, dim, p[{}]);", p.len());
+            let q8 = NORM_Q8.replace("ROWLEN", &dim.to_string());
+            format!("{decl}{}\n{q8}", src.replace("//TAIL", &tail))
+        });
+        let mut p = p.to_vec();
+        p.push(1 | if with_k { 2 } else { 0 });
+        let mut all: Vec<Bind<'_>> = binds.to_vec();
+        all.extend(bufs.iter().map(|(_, _, b)| Bind::Buf(b)));
+        self.ctx.dispatch(name, &pipe, &p, &all, g);
+        for (mode, key, buf) in bufs {
+            cache.insert(mode, Quantized { key, buf });
+        }
+        Ok(())
     }
 
     /// Records the matrix-vector kernel over `segs` (one to three weights
@@ -630,19 +783,39 @@ impl GpuBackend {
             let nt = (n_tokens - t0).min(MV_TOKENS);
             // A kernel for one token (generation), one for up to 8.
             let nt_max = if nt == 1 { 1 } else { MV_TOKENS };
+            let int_dot = self.int_dot();
             let key = format!(
-                "matvec_{}_{xmap:?}_{tpr}_{wg}_{reduce:?}_{nt_max}{}",
+                "matvec_{}_{xmap:?}_{tpr}_{wg}_{reduce:?}_{nt_max}_{int_dot}{}",
                 types.join("_"),
                 if glu.is_some() { "_glu" } else { "" }
             );
             let pipe = self.ctx.pipeline(&key, || {
-                matvec_source(&types, &xmap, tpr, wg, reduce, glu.is_some(), nt_max)
+                matvec_source(
+                    &types,
+                    &xmap,
+                    tpr,
+                    wg,
+                    reduce,
+                    glu.is_some(),
+                    nt_max,
+                    int_dot,
+                )
             });
             p[1] = nt as u32;
             p[2] = u32_of("matmul", t0)?;
             self.ctx.dispatch(name, &pipe, &p, &binds, g);
         }
         Ok(())
+    }
+
+    /// Whether the product of `w` with `n_tokens` takes 8-bit activations:
+    /// one token, in the matrix-vector kernel (rows of whole sub-blocks),
+    /// a type with an integer dot product, and packed dot products on.
+    fn int_dot_for(&self, w: &GpuWeight, n_tokens: usize) -> bool {
+        n_tokens == 1
+            && w.cols.is_multiple_of(32)
+            && self.int_dot()
+            && wgsl_name(w.ty).is_some_and(|t| INT_DOT_TYPES.contains(&t))
     }
 
     /// Whether the matrix-vector kernel takes `w` whole for `n_tokens`
@@ -671,6 +844,9 @@ impl GpuBackend {
         need("matmul", "x", x.len, n_tokens * w.cols)?;
         need("matmul", "out", out.len, n_tokens * w.rows)?;
         match act_mode(w.ty) {
+            Some(mode @ 0..=1) if self.int_dot_for(w, n_tokens) => {
+                self.quantized(x, n_tokens * w.cols, PACKED_Q8_0 + mode)
+            }
             Some(mode) => self.quantized(x, n_tokens * w.cols, mode),
             None => Ok(x.buf.clone()),
         }
@@ -934,10 +1110,9 @@ impl GpuBackend {
         need("rms_norm", "x", x.len, n_rows * dim)?;
         need("rms_norm", "out", out.len, n_rows * dim)?;
         let (g, gx) = grid(n_rows as u64);
-        let pipe = self.simple("rms_norm", RMS_NORM);
-        self.ctx.dispatch(
+        self.dispatch_norm(
             "rms_norm",
-            &pipe,
+            RMS_NORM,
             &[
                 u32_of("rms_norm", dim)?,
                 eps.to_bits(),
@@ -946,8 +1121,10 @@ impl GpuBackend {
             ],
             &[Bind::Buf(&x.buf), Bind::Buf(w), Bind::Buf(&out.buf)],
             g,
-        );
-        Ok(())
+            n_rows,
+            dim,
+            out,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -980,10 +1157,9 @@ impl GpuBackend {
         need(op, "b", b.len, n_rows * dim)?;
         need(op, "out", out.len, n_rows * dim)?;
         let (g, gx) = grid(n_rows as u64);
-        let pipe = self.simple(op, ADD_RMS_NORM);
-        self.ctx.dispatch(
+        self.dispatch_norm(
             op,
-            &pipe,
+            ADD_RMS_NORM,
             &[
                 u32_of(op, dim)?,
                 eps.to_bits(),
@@ -999,8 +1175,10 @@ impl GpuBackend {
                 Bind::Buf(&out.buf),
             ],
             g,
-        );
-        Ok(())
+            n_rows,
+            dim,
+            out,
+        )
     }
 
     pub(crate) fn op_rope(

@@ -118,6 +118,66 @@ fn matvec_without_subgroups_matches_cpu() {
 }
 
 #[test]
+fn one_token_products_with_int8_activations_match_cpu() {
+    if gpu().is_none() {
+        return;
+    }
+    // One-token products take the activations as 8-bit integers, as the CPU
+    // backend does, so their integer sums are the CPU's: only the order of
+    // the float sums differs. The f32 path (the same rounded values as
+    // floats) is the comparison.
+    let g = GpuBackend::new().unwrap();
+    if !g.int_dot() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true but WGSL's dot4I8Packed is not available"
+        );
+        eprintln!("skipping: no dot4I8Packed");
+        return;
+    }
+    let c = cpu();
+    for (cols, rows) in [(512usize, 40usize), (1536, 24), (4096, 8)] {
+        for (i, ty) in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q5_0,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 90 + i as u64))]);
+            let (wg, wc) = (weight(&g, &file, "w"), weight(&c, &file, "w"));
+            let x = rand_vec(cols, 95 + i as u64);
+            let mut oc = c.alloc(rows).unwrap();
+            c.matmul(&wc, &c.upload(&x).unwrap(), 1, &mut oc).unwrap();
+            let want = read(&c, &oc);
+            let mut errs = [0f32; 2];
+            for (k, on) in [true, false].into_iter().enumerate() {
+                g.set_int_dot(on);
+                assert_eq!(g.int_dot(), on);
+                let mut og = g.alloc(rows).unwrap();
+                g.matmul(&wg, &g.upload(&x).unwrap(), 1, &mut og).unwrap();
+                errs[k] = rel_l2(&read(&g, &og), &want);
+            }
+            g.set_int_dot(true);
+            eprintln!(
+                "{ty:?} {cols}x{rows}: int8 {:.2e}, f32 {:.2e}",
+                errs[0], errs[1]
+            );
+            assert!(
+                errs[0] < 2e-6,
+                "{ty:?} {cols}x{rows}: int8 path {}",
+                errs[0]
+            );
+            assert!(errs[1] < 2e-6, "{ty:?} {cols}x{rows}: f32 path {}", errs[1]);
+        }
+    }
+}
+
+#[test]
 fn add_rms_norm_matches_cpu_composed_ops() {
     // The fused kernel against the CPU backend's default (rms_norm of b
     // when asked, add, rms_norm), with and without the norm of b, on one
@@ -168,6 +228,95 @@ fn add_rms_norm_matches_cpu_composed_ops() {
             );
             // The residual really changed (b is not ignored).
             assert!(rel_l2(&read(&*g, &xg), &x) > 0.1);
+        }
+    }
+}
+
+#[test]
+fn norms_quantize_one_row_for_the_next_product_as_the_quantize_kernel_does() {
+    if gpu().is_none() {
+        return;
+    }
+    // A one-row norm also writes its output as 8-bit activations, and the
+    // product after it reads them instead of dispatching the quantize
+    // kernel. The product must equal, bit for bit, the one of the same
+    // values uploaded afresh (which the quantize kernel rounds), for both
+    // block sizes (Q8_0: Q8_0/Q5_0 weights; Q8_K: Q4_K/Q6_K weights) and
+    // a row length with Q8_0 blocks only (640).
+    let g = GpuBackend::new().unwrap();
+    if !g.int_dot() {
+        return;
+    }
+    for (case, dim) in [512usize, 640, 2048, 4096].into_iter().enumerate() {
+        let s = 300 + 10 * case as u64;
+        let nw = |seed| rand_vec(dim, seed).iter().map(|v| 1.0 + 0.5 * v).collect();
+        let mut tensors = vec![
+            ("nw", dim, 1, GgmlType::F32, nw(s)),
+            ("bn", dim, 1, GgmlType::F32, nw(s + 1)),
+        ];
+        let types: &[GgmlType] = if dim % 256 == 0 {
+            &[
+                GgmlType::Q8_0,
+                GgmlType::Q5_0,
+                GgmlType::Q4_K,
+                GgmlType::Q6_K,
+            ]
+        } else {
+            &[GgmlType::Q8_0, GgmlType::Q5_0]
+        };
+        let names = ["w0", "w1", "w2", "w3"];
+        for (i, &ty) in types.iter().enumerate() {
+            tensors.push((names[i], dim, 24, ty, rand_vec(dim * 24, s + 2 + i as u64)));
+        }
+        let file = gguf(&tensors);
+        let nw_g = weight(&g, &file, "nw");
+        let bn_g = weight(&g, &file, "bn");
+        // x has a few large values, so blocks' scales differ.
+        let x: Vec<f32> = rand_vec(dim, s + 8)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i % 97 == 5 { v * 40.0 } else { *v })
+            .collect();
+        for op in ["rms_norm", "add_rms_norm", "add_rms_norm(b normed)"] {
+            let mut y = g.alloc(dim).unwrap();
+            match op {
+                "rms_norm" => g
+                    .rms_norm(&g.upload(&x).unwrap(), &nw_g, 1e-6, 1, dim, &mut y)
+                    .unwrap(),
+                _ => {
+                    let mut r = g.upload(&rand_vec(dim, s + 9)).unwrap();
+                    let b = g.upload(&x).unwrap();
+                    let bn = (op != "add_rms_norm").then_some(&bn_g);
+                    g.add_rms_norm(&mut r, &b, bn, &nw_g, 1e-6, 1, dim, &mut y)
+                        .unwrap();
+                }
+            }
+            let fresh = g.upload(&read(&g, &y)).unwrap();
+            let ws: Vec<_> = (0..types.len())
+                .map(|i| weight(&g, &file, names[i]))
+                .collect();
+            // Every product after the norm first (a later product of the
+            // fresh copy replaces the cached activations).
+            let mut after_norm = Vec::new();
+            for (w, ty) in ws.iter().zip(types) {
+                let mut a = g.alloc(24).unwrap();
+                let d0 = g.counters().0;
+                g.matmul(w, &y, 1, &mut a).unwrap();
+                // The product alone: no quantize dispatch.
+                assert_eq!(g.counters().0 - d0, 1, "{op} dim {dim} {ty:?}");
+                after_norm.push(read(&g, &a));
+            }
+            for ((w, ty), va) in ws.iter().zip(types).zip(&after_norm) {
+                let mut b = g.alloc(24).unwrap();
+                g.matmul(w, &fresh, 1, &mut b).unwrap();
+                let vb = read(&g, &b);
+                assert_eq!(
+                    va.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    vb.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{op} dim {dim} {ty:?}"
+                );
+                assert!(va.iter().any(|v| v.abs() > 1e-3), "{op} {ty:?}: all zero");
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 // `rms_norm.wgsl` in the same order, so the result equals the three
 // kernels run one after the other.
 // p: 0 dim, 1 eps (f32 bits), 2 rows, 3 workgroups along x, 4 b is
-// normalized first (0/1).
+// normalized first (0/1), 5 `norm_q8.wgsl` flags (the variant with it).
 
 @group(0) @binding(0) var<storage, read> p: array<u32, 16>;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -62,7 +62,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let scale = 1.0 / sqrt(total(lid, s) / f32(dim) + eps);
     if (ok) {
         for (var i = lid; i < dim; i += WG) {
-            y[base + i] = (x[base + i] * scale) * w[i];
+            let v = (x[base + i] * scale) * w[i];
+            y[base + i] = v;
+            keep(i, v);
         }
     }
+    //TAIL
 }

@@ -1,5 +1,5 @@
 // RMSNorm: one workgroup per row. p: 0 dim, 1 eps (f32 bits), 2 rows,
-// 3 workgroups along x.
+// 3 workgroups along x, 4 `norm_q8.wgsl` flags (the variant with it).
 
 @group(0) @binding(0) var<storage, read> p: array<u32, 16>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -34,7 +34,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let scale = 1.0 / sqrt(mean + bitcast<f32>(p[1]));
     if (ok) {
         for (var i = lid; i < dim; i += WG) {
-            y[base + i] = (x[base + i] * scale) * w[i];
+            let v = (x[base + i] * scale) * w[i];
+            y[base + i] = v;
+            keep(i, v);
         }
     }
+    //TAIL
 }
