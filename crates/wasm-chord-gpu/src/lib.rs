@@ -356,7 +356,8 @@ impl GpuBackend {
     /// Submits the recorded work to the device after every `n` dispatches
     /// (default 16; 0: only when the host reads a result), so that the
     /// device runs the first layers of a forward pass while the host still
-    /// records the rest.
+    /// records the rest. After a read-back, when the device is idle, the
+    /// first submissions are shorter (2, 4, 8, ... dispatches up to `n`).
     pub fn set_submit_every(&self, n: u64) {
         self.ctx.set_submit_every(n)
     }
