@@ -554,6 +554,28 @@ fn act_mode(ty: GgmlType) -> Option<u32> {
     }
 }
 
+/// `total` of `add_rms_norm.wgsl` by subgroups: each subgroup's sum, then
+/// the subgroups' sums in workgroup memory (two barriers instead of nine).
+const SUBGROUP_TOTAL: &str = "
+var<private> sg_lane: u32;
+var<private> sg_id: u32;
+var<private> sg_num: u32;
+
+fn total(lid: u32, s: f32) -> f32 {
+    let t = subgroupAdd(s);
+    if (sg_lane == 0u) {
+        red[sg_id] = t;
+    }
+    workgroupBarrier();
+    var r = 0.0;
+    for (var i = 0u; i < sg_num; i++) {
+        r += red[i];
+    }
+    workgroupBarrier();
+    return r;
+}
+";
+
 /// The first `quantized` mode of 8-bit activations kept as integers: Q8_0
 /// blocks, then Q8_K blocks (the quantize kernel's modes 0 and 1).
 const PACKED_Q8_0: u32 = 3;
@@ -661,10 +683,27 @@ impl GpuBackend {
             dim * 4 + 6 * 1024 <= self.ctx.limits.max_compute_workgroup_storage_size as usize;
         let fuse =
             n_rows == 1 && dim.is_multiple_of(32) && dim <= 32 * 256 && fits && self.int_dot();
+        // Workgroup totals by subgroup sums where the kernel has a `total`
+        // to swap (natively: browsers' WGSL lacks `subgroup_id` today).
+        let sg =
+            src.contains("//TOTAL") && self.subgroup_width() > 0 && !cfg!(target_arch = "wasm32");
+        let src = if sg {
+            src.replace("fn total(", "fn total_tree(")
+                .replace("//TOTAL", SUBGROUP_TOTAL)
+                .replace(
+                    "//SGARGS",
+                    ", @builtin(subgroup_invocation_id) sgl: u32, \
+                     @builtin(subgroup_id) sgi: u32, @builtin(num_subgroups) sgn: u32",
+                )
+                .replace("//SGSET", "sg_lane = sgl; sg_id = sgi; sg_num = sgn;")
+        } else {
+            src.to_string()
+        };
+        let variant = if sg { "_sg" } else { "" };
         if !fuse {
-            let pipe = self
-                .ctx
-                .pipeline(name, || format!("{src}\nfn keep(i: u32, v: f32) {{}}"));
+            let pipe = self.ctx.pipeline(&format!("{name}{variant}"), || {
+                format!("{src}\nfn keep(i: u32, v: f32) {{}}")
+            });
             self.ctx.dispatch(name, &pipe, p, binds, g);
             return Ok(());
         }
@@ -687,7 +726,7 @@ impl GpuBackend {
             };
             bufs.push((mode, key, buf));
         }
-        let pipe = self.ctx.pipeline(&format!("{name}_q8_{dim}"), || {
+        let pipe = self.ctx.pipeline(&format!("{name}{variant}_q8_{dim}"), || {
             let n = binds.len() + 1;
             let decl = format!(
                 "@group(0) @binding({n}) var<storage, read_write> q0: array<u32>;\n\

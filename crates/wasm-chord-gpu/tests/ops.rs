@@ -182,52 +182,57 @@ fn add_rms_norm_matches_cpu_composed_ops() {
     // The fused kernel against the CPU backend's default (rms_norm of b
     // when asked, add, rms_norm), with and without the norm of b, on one
     // row (decoding), several rows and a row length that is not a multiple
-    // of the workgroup.
-    let g = gpu_or_skip!();
+    // of the workgroup; with the sums by subgroups (the shared backend,
+    // where the adapter has them) and by the workgroup-memory tree.
+    let shared = gpu_or_skip!();
+    let tree = GpuBackend::new().unwrap();
+    tree.set_subgroups(false);
     let c = cpu();
-    for (case, (rows, dim)) in [(1usize, 640usize), (3, 2048), (5, 100)]
-        .into_iter()
-        .enumerate()
-    {
-        let s = 20 * case as u64;
-        let nw = |seed| rand_vec(dim, seed).iter().map(|v| 1.0 + 0.5 * v).collect();
-        let file = gguf(&[
-            ("w", dim, 1, GgmlType::F32, nw(s + 1)),
-            ("bn", dim, 1, GgmlType::F32, nw(s + 2)),
-        ]);
-        let x: Vec<f32> = rand_vec(rows * dim, s + 3)
-            .iter()
-            .map(|v| v * 4.0)
-            .collect();
-        let b: Vec<f32> = rand_vec(rows * dim, s + 4)
-            .iter()
-            .map(|v| v * 2.0)
-            .collect();
-        let (wg, wc) = (weight(&*g, &file, "w"), weight(&c, &file, "w"));
-        let (bng, bnc) = (weight(&*g, &file, "bn"), weight(&c, &file, "bn"));
-        for normed in [false, true] {
-            let mut xg = g.upload(&x).unwrap();
-            let mut xc = c.upload(&x).unwrap();
-            let mut og = g.upload(&rand_vec(rows * dim, s + 5)).unwrap();
-            let mut oc = c.alloc(rows * dim).unwrap();
-            let (bg, bc) = (g.upload(&b).unwrap(), c.upload(&b).unwrap());
-            let (ng, nc) = if normed {
-                (Some(&bng), Some(&bnc))
-            } else {
-                (None, None)
-            };
-            g.add_rms_norm(&mut xg, &bg, ng, &wg, 1e-6, rows, dim, &mut og)
-                .unwrap();
-            c.add_rms_norm(&mut xc, &bc, nc, &wc, 1e-6, rows, dim, &mut oc)
-                .unwrap();
-            let ex = rel_l2(&read(&*g, &xg), &read(&c, &xc));
-            let eo = rel_l2(&read(&*g, &og), &read(&c, &oc));
-            assert!(
-                ex < 1e-6 && eo < 1e-6,
-                "{rows}x{dim} normed={normed}: x {ex}, out {eo}"
-            );
-            // The residual really changed (b is not ignored).
-            assert!(rel_l2(&read(&*g, &xg), &x) > 0.1);
+    for g in [&*shared, &tree] {
+        for (case, (rows, dim)) in [(1usize, 640usize), (3, 2048), (5, 100)]
+            .into_iter()
+            .enumerate()
+        {
+            let s = 20 * case as u64;
+            let nw = |seed| rand_vec(dim, seed).iter().map(|v| 1.0 + 0.5 * v).collect();
+            let file = gguf(&[
+                ("w", dim, 1, GgmlType::F32, nw(s + 1)),
+                ("bn", dim, 1, GgmlType::F32, nw(s + 2)),
+            ]);
+            let x: Vec<f32> = rand_vec(rows * dim, s + 3)
+                .iter()
+                .map(|v| v * 4.0)
+                .collect();
+            let b: Vec<f32> = rand_vec(rows * dim, s + 4)
+                .iter()
+                .map(|v| v * 2.0)
+                .collect();
+            let (wg, wc) = (weight(&*g, &file, "w"), weight(&c, &file, "w"));
+            let (bng, bnc) = (weight(&*g, &file, "bn"), weight(&c, &file, "bn"));
+            for normed in [false, true] {
+                let mut xg = g.upload(&x).unwrap();
+                let mut xc = c.upload(&x).unwrap();
+                let mut og = g.upload(&rand_vec(rows * dim, s + 5)).unwrap();
+                let mut oc = c.alloc(rows * dim).unwrap();
+                let (bg, bc) = (g.upload(&b).unwrap(), c.upload(&b).unwrap());
+                let (ng, nc) = if normed {
+                    (Some(&bng), Some(&bnc))
+                } else {
+                    (None, None)
+                };
+                g.add_rms_norm(&mut xg, &bg, ng, &wg, 1e-6, rows, dim, &mut og)
+                    .unwrap();
+                c.add_rms_norm(&mut xc, &bc, nc, &wc, 1e-6, rows, dim, &mut oc)
+                    .unwrap();
+                let ex = rel_l2(&read(&*g, &xg), &read(&c, &xc));
+                let eo = rel_l2(&read(&*g, &og), &read(&c, &oc));
+                assert!(
+                    ex < 1e-6 && eo < 1e-6,
+                    "{rows}x{dim} normed={normed}: x {ex}, out {eo}"
+                );
+                // The residual really changed (b is not ignored).
+                assert!(rel_l2(&read(&*g, &xg), &x) > 0.1);
+            }
         }
     }
 }
