@@ -24,7 +24,7 @@ use wasm_chord_core::backend::{BackendError, Result};
 const ARENA_BYTES: u64 = 1 << 20;
 
 /// Dispatches per submission by default (see [`Ctx::set_submit_every`]).
-const SUBMIT_EVERY: u64 = 32;
+const SUBMIT_EVERY: u64 = 16;
 
 /// Bind groups kept for reuse; the cache is emptied when it holds more.
 const MAX_GROUPS: usize = 4096;

@@ -17,7 +17,7 @@
 //!   sliding-window masking by positions and soft-capping, with an online
 //!   softmax (no score matrix).
 //! - **Recording**: every op appends a dispatch to one internal command
-//!   encoder; it is submitted every 32 dispatches (so the device starts on
+//!   encoder; it is submitted every 16 dispatches (so the device starts on
 //!   a forward pass while the host records the rest) and when the host
 //!   reads a result (`download`, `argmax`, `top_k`). `argmax` and `top_k`
 //!   run on the device and read back only their answer.
@@ -354,7 +354,7 @@ impl GpuBackend {
     }
 
     /// Submits the recorded work to the device after every `n` dispatches
-    /// (default 32; 0: only when the host reads a result), so that the
+    /// (default 16; 0: only when the host reads a result), so that the
     /// device runs the first layers of a forward pass while the host still
     /// records the rest. After a read-back, when the device is idle, the
     /// first submissions are shorter (2, 4, 8, ... dispatches up to `n`).
