@@ -32,6 +32,7 @@
 //! keys and values), and a backend may store them as f16 (the CPU backend
 //! does, half the memory of f32) or as f32 holding f16-rounded values.
 
+pub mod composed;
 mod tensor_bytes;
 
 pub use tensor_bytes::TensorBytes;
@@ -297,14 +298,7 @@ pub trait Backend: Send + Sync + 'static {
         dim: usize,
         out: &mut Self::Buffer,
     ) -> Result<()> {
-        match b_norm {
-            Some(bn) => {
-                self.rms_norm(b, bn, eps, n_rows, dim, out)?;
-                self.add(x, out, n_rows * dim)?;
-            }
-            None => self.add(x, b, n_rows * dim)?,
-        }
-        self.rms_norm(x, weight, eps, n_rows, dim, out)
+        composed::add_rms_norm(self, x, b, b_norm, weight, eps, n_rows, dim, out)
     }
 
     /// RoPE of `q` (tokens × `n_heads` × `head_dim`) and `k` (tokens ×
@@ -330,21 +324,10 @@ pub trait Backend: Send + Sync + 'static {
         params: &RopeParams<'_>,
         q_scale: Option<f32>,
     ) -> Result<()> {
-        let n = positions.len();
-        let (qr, kr) = match norms {
-            Some((qw, kw, eps)) => {
-                self.rms_norm(q, qw, eps, n * n_heads, head_dim, q_out)?;
-                self.rms_norm(k, kw, eps, n * n_kv_heads, head_dim, k_out)?;
-                (q_out, k_out)
-            }
-            None => (q, k),
-        };
-        self.rope(qr, positions, n_heads, head_dim, params)?;
-        self.rope(kr, positions, n_kv_heads, head_dim, params)?;
-        if let Some(s) = q_scale {
-            self.scale(qr, s, n * n_heads * head_dim)?;
-        }
-        Ok(())
+        composed::qk_rope(
+            self, q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params,
+            q_scale,
+        )
     }
 
     /// The attention inputs: `q = w_q · x`, `k = w_k · x`, `v = w_v · x`
