@@ -320,6 +320,7 @@ fn matvec_reduce(reduce: Reduce) -> &'static str {
 /// weight, whose products meet in one gated output). Weight S reads the
 /// input bound as `x{xmap[S]}` (weights whose types round the input alike
 /// share one binding).
+#[allow(clippy::too_many_arguments)]
 fn matvec_source(
     types: &[&str],
     xmap: &[usize],

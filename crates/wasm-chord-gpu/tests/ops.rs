@@ -207,8 +207,8 @@ fn add_rms_norm_matches_cpu_composed_ops() {
                 .iter()
                 .map(|v| v * 2.0)
                 .collect();
-            let (wg, wc) = (weight(&*g, &file, "w"), weight(&c, &file, "w"));
-            let (bng, bnc) = (weight(&*g, &file, "bn"), weight(&c, &file, "bn"));
+            let (wg, wc) = (weight(g, &file, "w"), weight(&c, &file, "w"));
+            let (bng, bnc) = (weight(g, &file, "bn"), weight(&c, &file, "bn"));
             for normed in [false, true] {
                 let mut xg = g.upload(&x).unwrap();
                 let mut xc = c.upload(&x).unwrap();
@@ -224,14 +224,14 @@ fn add_rms_norm_matches_cpu_composed_ops() {
                     .unwrap();
                 c.add_rms_norm(&mut xc, &bc, nc, &wc, 1e-6, rows, dim, &mut oc)
                     .unwrap();
-                let ex = rel_l2(&read(&*g, &xg), &read(&c, &xc));
-                let eo = rel_l2(&read(&*g, &og), &read(&c, &oc));
+                let ex = rel_l2(&read(g, &xg), &read(&c, &xc));
+                let eo = rel_l2(&read(g, &og), &read(&c, &oc));
                 assert!(
                     ex < 1e-6 && eo < 1e-6,
                     "{rows}x{dim} normed={normed}: x {ex}, out {eo}"
                 );
                 // The residual really changed (b is not ignored).
-                assert!(rel_l2(&read(&*g, &xg), &x) > 0.1);
+                assert!(rel_l2(&read(g, &xg), &x) > 0.1);
             }
         }
     }
