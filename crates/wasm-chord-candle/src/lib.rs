@@ -30,6 +30,7 @@ mod weight;
 
 use candle_core::{DType, Device, Tensor};
 use std::sync::{Arc, Mutex};
+use wasm_chord_core::backend::composed as composed_ops;
 use wasm_chord_core::backend::{
     AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, TensorBytes,
 };
@@ -505,6 +506,141 @@ impl Backend for CandleBackend {
             self.op(op, g.apply_op2_no_bwd(&u, &ops::Glu { kind, n }))?
         };
         self.set_prefix(op, gate, y)
+    }
+
+    /// One custom op (`ops::AddRmsNorm`) instead of up to three; the
+    /// composed path runs the trait's composition.
+    #[allow(clippy::too_many_arguments)]
+    fn add_rms_norm(
+        &self,
+        x: &mut CandleBuffer,
+        b: &CandleBuffer,
+        b_norm: Option<&CandleWeight>,
+        weight: &CandleWeight,
+        eps: f32,
+        n_rows: usize,
+        dim: usize,
+        out: &mut CandleBuffer,
+    ) -> Result<()> {
+        let op = "add_rms_norm";
+        if self.composed {
+            return composed_ops::add_rms_norm(self, x, b, b_norm, weight, eps, n_rows, dim, out);
+        }
+        let w = weight.vector(self.name(), op)?;
+        let bn = match b_norm {
+            Some(bn) => Some(bn.vector(self.name(), op)?.clone()),
+            None => None,
+        };
+        for (what, t) in [("weight", Some(w)), ("b's norm", bn.as_ref())] {
+            if let Some(t) = t {
+                if t.elem_count() != dim {
+                    return Err(shape(op, format!("{what} {} != dim {dim}", t.elem_count())));
+                }
+            }
+        }
+        let n = n_rows * dim;
+        let xs = self.head(op, x, "x", n)?;
+        let bs = self.head(op, b, "b", n)?;
+        need(op, "out", out.0.elem_count(), n)?;
+        let f = ops::AddRmsNorm {
+            n_rows,
+            dim,
+            eps,
+            b_norm: bn,
+        };
+        let both = self.op(op, xs.apply_op3_no_bwd(&bs, w, &f))?;
+        let sum = self.op(op, both.narrow(0, 0, n))?;
+        let y = self.op(op, both.narrow(0, n, n))?;
+        self.set_prefix(op, x, sum)?;
+        self.set_prefix(op, out, y)
+    }
+
+    /// One custom op (`ops::QkRope`) instead of up to five; the composed
+    /// path runs the trait's composition.
+    #[allow(clippy::too_many_arguments)]
+    fn qk_rope(
+        &self,
+        q: &mut CandleBuffer,
+        k: &mut CandleBuffer,
+        norms: Option<(&CandleWeight, &CandleWeight, f32)>,
+        q_out: &mut CandleBuffer,
+        k_out: &mut CandleBuffer,
+        positions: &[u32],
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+        q_scale: Option<f32>,
+    ) -> Result<()> {
+        let op = "qk_rope";
+        let n = positions.len();
+        // The fused kernel holds a head in 1024 floats of shared memory.
+        if self.composed || head_dim > 1024 {
+            return composed_ops::qk_rope(
+                self, q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params,
+                q_scale,
+            );
+        }
+        if params.n_rot > head_dim || !params.n_rot.is_multiple_of(2) {
+            return Err(shape(
+                op,
+                format!("n_rot {} vs head_dim {head_dim}", params.n_rot),
+            ));
+        }
+        let half = params.n_rot / 2;
+        let ff: Vec<u32> = match params.freq_factors {
+            Some(f) => {
+                need(op, "freq_factors", f.len(), half)?;
+                f[..half].iter().map(|v| v.to_bits()).collect()
+            }
+            None => vec![1f32.to_bits(); half.max(1)],
+        };
+        let norms = match norms {
+            Some((qw, kw, eps)) => {
+                let (qw, kw) = (qw.vector(self.name(), op)?, kw.vector(self.name(), op)?);
+                for (what, t) in [("q norm", qw), ("k norm", kw)] {
+                    if t.elem_count() != head_dim {
+                        return Err(shape(
+                            op,
+                            format!("{what} {} != head_dim {head_dim}", t.elem_count()),
+                        ));
+                    }
+                }
+                Some((qw.clone(), kw.clone(), eps))
+            }
+            None => None,
+        };
+        let (nq, nk) = (n * n_heads * head_dim, n * n_kv_heads * head_dim);
+        let qs = self.head(op, q, "q", nq)?;
+        let ks = self.head(op, k, "k", nk)?;
+        let (qd, kd) = if norms.is_some() {
+            need(op, "q_out", q_out.0.elem_count(), nq)?;
+            need(op, "k_out", k_out.0.elem_count(), nk)?;
+            (q_out, k_out)
+        } else {
+            (q, k)
+        };
+        let pos = self.small(op, positions, DType::U32)?;
+        let f = ops::QkRope {
+            rope: ops::Rope {
+                n_tok: n,
+                n_heads,
+                head_dim,
+                n_rot: params.n_rot,
+                kind: params.kind,
+                freq_base: params.freq_base,
+                freq_scale: params.freq_scale,
+            },
+            n_kv_heads,
+            q_scale,
+            norms,
+            freq_factors: self.small(op, &ff, DType::F32)?,
+        };
+        let both = self.op(op, qs.apply_op3_no_bwd(&ks, &pos, &f))?;
+        let qr = self.op(op, both.narrow(0, 0, nq))?;
+        let kr = self.op(op, both.narrow(0, nq, nk))?;
+        self.set_prefix(op, qd, qr)?;
+        self.set_prefix(op, kd, kr)
     }
 
     fn write_rows(

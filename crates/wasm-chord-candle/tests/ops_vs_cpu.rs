@@ -197,6 +197,59 @@ fn script<B: Backend>(be: &B, f: &Arc<GgufFile>) -> Vec<(String, Vec<f32>)> {
         out.push((format!("rope {kind:?} {n_rot} {factors}"), get(be, &r, 384)));
     }
 
+    // The fused decode ops: residual add and norm (with and without the
+    // added branch's norm), and QK-norm + RoPE + q scale over GQA heads.
+    for normed in [false, true] {
+        let mut xr = be.upload(&rand_vec(3 * COLS, 50)).unwrap();
+        let br = be.upload(&rand_vec(3 * COLS, 51)).unwrap();
+        let mut o = be.alloc(3 * COLS).unwrap();
+        let bn = normed.then_some(&norm);
+        be.add_rms_norm(&mut xr, &br, bn, &norm, 1e-6, 3, COLS, &mut o)
+            .unwrap();
+        out.push((format!("add_rms_norm {normed} x"), get(be, &xr, 3 * COLS)));
+        out.push((format!("add_rms_norm {normed} out"), get(be, &o, 3 * COLS)));
+    }
+    for (normed, kind, n_rot, scale) in [
+        (false, RopeKind::Normal, 32, None),
+        (true, RopeKind::Neox, 24, Some(0.125f32)),
+        (true, RopeKind::Normal, 32, Some(0.5f32)),
+    ] {
+        let (nh, nkv, hd) = (4usize, 2usize, 32usize);
+        let mut q = be.upload(&rand_vec(3 * nh * hd, 52)).unwrap();
+        let mut k = be.upload(&rand_vec(3 * nkv * hd, 53)).unwrap();
+        let mut qo = be.alloc(3 * nh * hd).unwrap();
+        let mut ko = be.alloc(3 * nkv * hd).unwrap();
+        let p = RopeParams {
+            kind,
+            n_rot,
+            freq_base: 10000.0,
+            freq_scale: 1.0,
+            freq_factors: (n_rot == 24).then_some(&ff[..]),
+        };
+        let norms = normed.then_some((&hnorm, &hnorm, 1e-6f32));
+        be.qk_rope(
+            &mut q,
+            &mut k,
+            norms,
+            &mut qo,
+            &mut ko,
+            &[3, 9, 40],
+            nh,
+            nkv,
+            hd,
+            &p,
+            scale,
+        )
+        .unwrap();
+        let name = format!("qk_rope {normed} {kind:?} {n_rot} {scale:?}");
+        out.push((format!("{name} q"), get(be, &q, 3 * nh * hd)));
+        out.push((format!("{name} k"), get(be, &k, 3 * nkv * hd)));
+        if normed {
+            out.push((format!("{name} q out"), get(be, &qo, 3 * nh * hd)));
+            out.push((format!("{name} k out"), get(be, &ko, 3 * nkv * hd)));
+        }
+    }
+
     // KV-cache writes into a ring of 6 slots, then attention with GQA.
     let (nh, nkv, hd, slots) = (4usize, 2usize, 32usize, 6usize);
     let kvw = nkv * hd;

@@ -1,7 +1,7 @@
 //! CUDA launches of the custom ops (kernels in `kernels.cu`, PTX built by
 //! `build.rs`).
 
-use super::{Argmax, Attention, Glu, RmsNorm, Rope, WriteRows};
+use super::{AddRmsNorm, Argmax, Attention, Glu, QkRope, RmsNorm, Rope, WriteRows};
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
 use candle_core::{CudaStorage, Layout, Result, Shape};
@@ -78,6 +78,134 @@ pub(crate) fn rms_norm(
     Ok((
         CudaStorage::wrap_cuda_slice(out, dev.clone()),
         Shape::from(n),
+    ))
+}
+
+/// Threads per row of the norms: as `rms_norm`, so that the fused ops sum
+/// in the same order as the ops they replace.
+fn norm_block(dim: usize) -> u32 {
+    if dim >= 1024 {
+        1024
+    } else {
+        256
+    }
+}
+
+pub(crate) fn add_rms_norm(
+    p: &AddRmsNorm,
+    x: &CudaStorage,
+    lx: &Layout,
+    b: &CudaStorage,
+    lb: &Layout,
+    w: &CudaStorage,
+    lw: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &x.device;
+    let n = p.n_rows * p.dim;
+    let (xv, bv, wv) = (view(x, lx)?, view(b, lb)?, view(w, lw)?);
+    let out = alloc(dev, 2 * n)?;
+    if p.n_rows > 0 {
+        // Without a norm of b, w stands in for its weight (not read).
+        let guard = p.b_norm.as_ref().map(|t| t.storage_and_layout());
+        let bnv = match &guard {
+            Some((s, l)) => view(cuda_storage(s)?, l)?,
+            None => view(w, lw)?,
+        };
+        let f = dev.get_or_load_custom_func("wc_add_rms_norm", MODULE, PTX)?;
+        let mut bld = f.builder();
+        let (nr, dim) = (i32_arg(p.n_rows)?, i32_arg(p.dim)?);
+        let normed = i32::from(p.b_norm.is_some());
+        bld.arg(&xv).arg(&bv).arg(&bnv).arg(&wv).arg(&out);
+        bld.arg(&nr).arg(&dim).arg(&p.eps).arg(&normed);
+        let cfg = LaunchConfig {
+            grid_dim: (p.n_rows as u32, 1, 1),
+            block_dim: (norm_block(p.dim), 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the kernel reads n_rows·dim values of x and b (checked by
+        // the caller), dim of each weight, and writes 2·n_rows·dim of out.
+        unsafe { bld.launch(cfg) }.w()?;
+    }
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        Shape::from(2 * n),
+    ))
+}
+
+pub(crate) fn qk_rope(
+    p: &QkRope,
+    q: &CudaStorage,
+    lq: &Layout,
+    k: &CudaStorage,
+    lk: &Layout,
+    pos: &CudaStorage,
+    lp: &Layout,
+) -> Result<(CudaStorage, Shape)> {
+    let dev = &q.device;
+    let r = &p.rope;
+    let nq = r.n_tok * r.n_heads * r.head_dim;
+    let nk = r.n_tok * p.n_kv_heads * r.head_dim;
+    let (qv, kv, pv) = (view(q, lq)?, view(k, lk)?, view_u32(pos, lp)?);
+    let out = alloc(dev, nq + nk)?;
+    let blocks = r.n_tok * (r.n_heads + p.n_kv_heads);
+    if blocks > 0 {
+        let (fs, fl) = p.freq_factors.storage_and_layout();
+        let fv = view(cuda_storage(&fs)?, fl)?;
+        // Without QK-norm the frequency factors stand in for the weights
+        // (not read).
+        let guards = p
+            .norms
+            .as_ref()
+            .map(|(a, b, _)| (a.storage_and_layout(), b.storage_and_layout()));
+        let (qwv, kwv) = match &guards {
+            Some(((qs, ql), (ks, kl))) => {
+                (view(cuda_storage(qs)?, ql)?, view(cuda_storage(ks)?, kl)?)
+            }
+            None => (view(cuda_storage(&fs)?, fl)?, view(cuda_storage(&fs)?, fl)?),
+        };
+        let f = dev.get_or_load_custom_func("wc_qk_rope", MODULE, PTX)?;
+        let mut b = f.builder();
+        let (nt, nh, nkv, hd, nr) = (
+            i32_arg(r.n_tok)?,
+            i32_arg(r.n_heads)?,
+            i32_arg(p.n_kv_heads)?,
+            i32_arg(r.head_dim)?,
+            i32_arg(r.n_rot)?,
+        );
+        let neox = i32::from(r.kind == RopeKind::Neox);
+        let theta_scale = r.freq_base.powf(-2.0 / r.n_rot as f32);
+        let q_scale = p.q_scale.unwrap_or(1.0);
+        let (eps, normed) = match &p.norms {
+            Some((_, _, eps)) => (*eps, 1i32),
+            None => (0.0f32, 0i32),
+        };
+        b.arg(&qv)
+            .arg(&kv)
+            .arg(&out)
+            .arg(&pv)
+            .arg(&fv)
+            .arg(&qwv)
+            .arg(&kwv);
+        b.arg(&nt).arg(&nh).arg(&nkv).arg(&hd).arg(&nr).arg(&neox);
+        b.arg(&theta_scale)
+            .arg(&r.freq_scale)
+            .arg(&q_scale)
+            .arg(&eps)
+            .arg(&normed);
+        let cfg = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (norm_block(r.head_dim), 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: one block per (token, head) of q then k, reading that
+        // head of q or k (sizes checked by the caller), head_dim values of
+        // the norm weights, n_rot/2 frequency factors, and writing the head
+        // into out (nq + nk values).
+        unsafe { b.launch(cfg) }.w()?;
+    }
+    Ok((
+        CudaStorage::wrap_cuda_slice(out, dev.clone()),
+        Shape::from(nq + nk),
     ))
 }
 

@@ -59,6 +59,90 @@ extern "C" __global__ void wc_rms_norm(const float* x, const float* w, float* ou
     for (int i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = (xr[i] * scale) * w[i];
 }
 
+// A residual add and the RMSNorm after it, one block per row (the block
+// size of wc_rms_norm, so the sums are those of the ops it replaces):
+// x + (normed ? rms_norm(b)·bw : b) into out[0, n), its RMSNorm times w
+// into out[n, 2n), n = n_rows·dim.
+extern "C" __global__ void wc_add_rms_norm(const float* x, const float* b, const float* bw,
+                                           const float* w, float* out, int n_rows, int dim,
+                                           float eps, int normed) {
+    __shared__ float red[32];
+    const size_t base = (size_t)blockIdx.x * dim;
+    const size_t n = (size_t)n_rows * dim;
+    float bscale = 1.0f;
+    if (normed) {
+        float s = 0.0f;
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) s += b[base + i] * b[base + i];
+        s = block_sum(s, red);
+        bscale = rsqrtf(s / (float)dim + eps);
+    }
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        const float h = normed ? (b[base + i] * bscale) * bw[i] : b[base + i];
+        const float v = x[base + i] + h;
+        out[base + i] = v;
+        s += v * v;
+    }
+    s = block_sum(s, red);
+    const float scale = rsqrtf(s / (float)dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        out[n + base + i] = (out[base + i] * scale) * w[i];
+    }
+}
+
+// QK-norm (when normed), RoPE and q's scale in one launch: one block per
+// (token, head) of q, then of k (same block size, norm and angles as
+// wc_rms_norm and wc_rope). out holds q's heads, then k's.
+extern "C" __global__ void wc_qk_rope(const float* q, const float* k, float* out,
+                                      const unsigned* pos, const float* ff, const float* qw,
+                                      const float* kw, int n_tok, int n_heads, int n_kv,
+                                      int head_dim, int n_rot, int neox, float theta_scale,
+                                      float freq_scale, float q_scale, float eps, int normed) {
+    __shared__ float red[32];
+    __shared__ float row[1024];
+    const int per_tok = n_heads + n_kv;
+    const int t = blockIdx.x / per_tok;
+    const int hh = blockIdx.x % per_tok;
+    const bool is_q = hh < n_heads;
+    const size_t qn = (size_t)n_tok * n_heads * head_dim;
+    const float* src = is_q ? q + ((size_t)t * n_heads + hh) * head_dim
+                            : k + ((size_t)t * n_kv + (hh - n_heads)) * head_dim;
+    float* dst = is_q ? out + ((size_t)t * n_heads + hh) * head_dim
+                      : out + qn + ((size_t)t * n_kv + (hh - n_heads)) * head_dim;
+    const float* nw = is_q ? qw : kw;
+    float sc = 1.0f;
+    if (normed) {
+        float s = 0.0f;
+        for (int i = threadIdx.x; i < head_dim; i += blockDim.x) s += src[i] * src[i];
+        s = block_sum(s, red);
+        sc = rsqrtf(s / (float)head_dim + eps);
+    }
+    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+        row[i] = normed ? (src[i] * sc) * nw[i] : src[i];
+    }
+    __syncthreads();
+    const float qs = is_q ? q_scale : 1.0f;
+    const int half_rot = n_rot / 2;
+    for (int i = threadIdx.x; i < head_dim / 2; i += blockDim.x) {
+        if (i < half_rot) {
+            const float theta = freq_scale * ((float)pos[t] * powf(theta_scale, (float)i) / ff[i]);
+            float s, c;
+            sincosf(theta, &s, &c);
+            const int a = neox ? i : 2 * i;
+            const int b = neox ? i + half_rot : 2 * i + 1;
+            const float x0 = row[a], x1 = row[b];
+            const float ra = x0 * c - x1 * s;
+            const float rb = x0 * s + x1 * c;
+            dst[a] = ra * qs;
+            dst[b] = rb * qs;
+        } else {
+            const int j = n_rot + 2 * (i - half_rot);
+            dst[j] = row[j] * qs;
+            dst[j + 1] = row[j + 1] * qs;
+        }
+    }
+}
+
 // One thread per (token, head, pair index i < head_dim / 2). Pairs below
 // n_rot / 2 are rotated; the rest copy the non-rotated tail.
 extern "C" __global__ void wc_rope(const float* x, float* out, const unsigned* pos,

@@ -38,6 +38,34 @@ pub(crate) struct Rope {
     pub freq_scale: f32,
 }
 
+/// A residual add and the RMSNorm after it (`Backend::add_rms_norm`):
+/// x += b, b first RMS-normalized and times `b_norm` when given, then
+/// y = rms_norm(x) · w. Inputs x, b, w; the output holds the new x
+/// (`n_rows · dim` values) followed by y.
+#[derive(Debug, Clone)]
+pub(crate) struct AddRmsNorm {
+    pub n_rows: usize,
+    pub dim: usize,
+    pub eps: f32,
+    /// The added branch's norm weight (Gemma's post-norms).
+    pub b_norm: Option<candle_core::Tensor>,
+}
+
+/// QK-norm (when `norms`), RoPE of q and k, then q times `q_scale`
+/// (`Backend::qk_rope`) in one op. Inputs q, k and the positions (u32, one
+/// per token); the output holds q (`n_tok · n_heads · head_dim` values)
+/// followed by k.
+#[derive(Debug, Clone)]
+pub(crate) struct QkRope {
+    pub rope: Rope,
+    pub n_kv_heads: usize,
+    pub q_scale: Option<f32>,
+    /// q's and k's norm weights and eps.
+    pub norms: Option<(candle_core::Tensor, candle_core::Tensor, f32)>,
+    /// The frequency factors (`n_rot / 2` f32, ones when the model has none).
+    pub freq_factors: candle_core::Tensor,
+}
+
 /// Attention of `q` over cache rows `k`, `v`.
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
@@ -175,6 +203,129 @@ impl candle_core::CustomOp3 for Rope {
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         cuda::rope(self, s1, l1, s2, l2, s3, l3)
+    }
+}
+
+/// The f32 values of a CPU tensor carried by an op (a weight vector).
+fn tensor_f32(t: &candle_core::Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+impl candle_core::CustomOp3 for AddRmsNorm {
+    fn name(&self) -> &'static str {
+        "wc-add-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, b, w) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?, cpu_f32(s3, l3)?);
+        let (n, dim) = (self.n_rows * self.dim, self.dim);
+        check_len("add_rms_norm", "x", x.len(), n)?;
+        check_len("add_rms_norm", "b", b.len(), n)?;
+        check_len("add_rms_norm", "weight", w.len(), dim)?;
+        let mut out = vec![0.0; 2 * n];
+        let (sum, y) = out.split_at_mut(n);
+        match &self.b_norm {
+            Some(bn) => {
+                let bn = tensor_f32(bn)?;
+                check_len("add_rms_norm", "b's norm", bn.len(), dim)?;
+                cpu::rms_norm(&b[..n], &bn[..dim], self.eps, dim, sum);
+            }
+            None => sum.copy_from_slice(&b[..n]),
+        }
+        // x + branch (f32 addition is commutative: the composed ops' sum).
+        for (s, &v) in sum.iter_mut().zip(&x[..n]) {
+            *s += v;
+        }
+        cpu::rms_norm(sum, &w[..dim], self.eps, dim, y);
+        Ok((CpuStorage::F32(out), Shape::from(2 * n)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda::add_rms_norm(self, s1, l1, s2, l2, s3, l3)
+    }
+}
+
+impl candle_core::CustomOp3 for QkRope {
+    fn name(&self) -> &'static str {
+        "wc-qk-rope"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (q, k, pos) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?, cpu_u32(s3, l3)?);
+        let r = &self.rope;
+        let hd = r.head_dim;
+        let nq = r.n_tok * r.n_heads * hd;
+        let nk = r.n_tok * self.n_kv_heads * hd;
+        check_len("qk_rope", "q", q.len(), nq)?;
+        check_len("qk_rope", "k", k.len(), nk)?;
+        check_len("qk_rope", "positions", pos.len(), r.n_tok)?;
+        let ff = tensor_f32(&self.freq_factors)?;
+        check_len("qk_rope", "freq_factors", ff.len(), r.n_rot / 2)?;
+        let mut out = vec![0.0; nq + nk];
+        let (qo, ko) = out.split_at_mut(nq);
+        match &self.norms {
+            Some((qw, kw, eps)) => {
+                let (qw, kw) = (tensor_f32(qw)?, tensor_f32(kw)?);
+                check_len("qk_rope", "q norm", qw.len(), hd)?;
+                check_len("qk_rope", "k norm", kw.len(), hd)?;
+                cpu::rms_norm(&q[..nq], &qw[..hd], *eps, hd, qo);
+                cpu::rms_norm(&k[..nk], &kw[..hd], *eps, hd, ko);
+            }
+            None => {
+                qo.copy_from_slice(&q[..nq]);
+                ko.copy_from_slice(&k[..nk]);
+            }
+        }
+        cpu::rope(r, qo, pos, &ff);
+        let rk = Rope {
+            n_heads: self.n_kv_heads,
+            ..*r
+        };
+        cpu::rope(&rk, ko, pos, &ff);
+        if let Some(s) = self.q_scale {
+            for v in qo.iter_mut() {
+                *v *= s;
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from(nq + nk)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda::qk_rope(self, s1, l1, s2, l2, s3, l3)
     }
 }
 
