@@ -1,8 +1,9 @@
 //! The fused ops candle lacks, as candle custom ops: RMSNorm, RoPE (normal
 //! and NeoX, with frequency factors), attention over the KV cache (GQA,
 //! causal and sliding-window masking by positions, soft-capping), gated
-//! activations, KV-cache row writes (rounded to f16 like llama.cpp's cache)
-//! and argmax. Each has a CPU implementation (module `cpu`, also the
+//! activations, KV-cache row writes (rounded to f16 like llama.cpp's cache),
+//! argmax, and two of the decode step's fusions: a residual add with the
+//! RMSNorm after it, and QK-norm with RoPE and q's scale. Each has a CPU implementation (module `cpu`, also the
 //! reference the CUDA kernels are tested against) and a CUDA kernel
 //! (module `cuda`, PTX built by `build.rs`).
 //!
