@@ -212,6 +212,32 @@ impl CandleBackend {
         Ok(())
     }
 
+    /// RoPE's frequency factors on the device (`n_rot / 2` values, ones
+    /// when the model has none), once `n_rot` is checked against
+    /// `head_dim`.
+    fn rope_factors(
+        &self,
+        op: &'static str,
+        params: &RopeParams<'_>,
+        head_dim: usize,
+    ) -> Result<Tensor> {
+        if params.n_rot > head_dim || !params.n_rot.is_multiple_of(2) {
+            return Err(shape(
+                op,
+                format!("n_rot {} vs head_dim {head_dim}", params.n_rot),
+            ));
+        }
+        let half = params.n_rot / 2;
+        let bits: Vec<u32> = match params.freq_factors {
+            Some(f) => {
+                need(op, "freq_factors", f.len(), half)?;
+                f[..half].iter().map(|v| v.to_bits()).collect()
+            }
+            None => vec![1f32.to_bits(); half.max(1)],
+        };
+        self.small(op, &bits, DType::F32)
+    }
+
     /// The first `n` values of `b` (no copy).
     fn head(&self, op: &'static str, b: &CandleBuffer, what: &str, n: usize) -> Result<Tensor> {
         need(op, what, b.0.elem_count(), n)?;
@@ -446,20 +472,7 @@ impl Backend for CandleBackend {
     ) -> Result<()> {
         let op = "rope";
         let n = positions.len() * n_heads * head_dim;
-        if params.n_rot > head_dim || !params.n_rot.is_multiple_of(2) {
-            return Err(shape(
-                op,
-                format!("n_rot {} vs head_dim {head_dim}", params.n_rot),
-            ));
-        }
-        let half = params.n_rot / 2;
-        let ff: Vec<f32> = match params.freq_factors {
-            Some(f) => {
-                need(op, "freq_factors", f.len(), half)?;
-                f[..half].to_vec()
-            }
-            None => vec![1.0; half.max(1)],
-        };
+        let ff = self.rope_factors(op, params, head_dim)?;
         let xs = self.head(op, x, "x", n)?;
         if self.composed {
             let y = self.op(
@@ -469,8 +482,6 @@ impl Backend for CandleBackend {
             return self.set_prefix(op, x, y);
         }
         let pos = self.small(op, positions, DType::U32)?;
-        let ff_bits: Vec<u32> = ff.iter().map(|v| v.to_bits()).collect();
-        let ff = self.small(op, &ff_bits, DType::F32)?;
         let r = ops::Rope {
             n_tok: positions.len(),
             n_heads,
@@ -581,20 +592,7 @@ impl Backend for CandleBackend {
                 q_scale,
             );
         }
-        if params.n_rot > head_dim || !params.n_rot.is_multiple_of(2) {
-            return Err(shape(
-                op,
-                format!("n_rot {} vs head_dim {head_dim}", params.n_rot),
-            ));
-        }
-        let half = params.n_rot / 2;
-        let ff: Vec<u32> = match params.freq_factors {
-            Some(f) => {
-                need(op, "freq_factors", f.len(), half)?;
-                f[..half].iter().map(|v| v.to_bits()).collect()
-            }
-            None => vec![1f32.to_bits(); half.max(1)],
-        };
+        let freq_factors = self.rope_factors(op, params, head_dim)?;
         let norms = match norms {
             Some((qw, kw, eps)) => {
                 let (qw, kw) = (qw.vector(self.name(), op)?, kw.vector(self.name(), op)?);
@@ -634,7 +632,7 @@ impl Backend for CandleBackend {
             n_kv_heads,
             q_scale,
             norms,
-            freq_factors: self.small(op, &ff, DType::F32)?,
+            freq_factors,
         };
         let both = self.op(op, qs.apply_op3_no_bwd(&ks, &pos, &f))?;
         let qr = self.op(op, both.narrow(0, 0, nq))?;
