@@ -688,22 +688,25 @@ impl GpuBackend {
         // to swap (natively: browsers' WGSL lacks `subgroup_id` today).
         let sg =
             src.contains("//TOTAL") && self.subgroup_width() > 0 && !cfg!(target_arch = "wasm32");
-        let src = if sg {
-            src.replace("fn total(", "fn total_tree(")
-                .replace("//TOTAL", SUBGROUP_TOTAL)
-                .replace(
-                    "//SGARGS",
-                    ", @builtin(subgroup_invocation_id) sgl: u32, \
-                     @builtin(subgroup_id) sgi: u32, @builtin(num_subgroups) sgn: u32",
-                )
-                .replace("//SGSET", "sg_lane = sgl; sg_id = sgi; sg_num = sgn;")
-        } else {
-            src.to_string()
+        // The kernel's source, built only when its pipeline is compiled.
+        let source = || {
+            if sg {
+                src.replace("fn total(", "fn total_tree(")
+                    .replace("//TOTAL", SUBGROUP_TOTAL)
+                    .replace(
+                        "//SGARGS",
+                        ", @builtin(subgroup_invocation_id) sgl: u32, \
+                         @builtin(subgroup_id) sgi: u32, @builtin(num_subgroups) sgn: u32",
+                    )
+                    .replace("//SGSET", "sg_lane = sgl; sg_id = sgi; sg_num = sgn;")
+            } else {
+                src.to_string()
+            }
         };
         let variant = if sg { "_sg" } else { "" };
         if !fuse {
             let pipe = self.ctx.pipeline(&format!("{name}{variant}"), || {
-                format!("{src}\nfn keep(i: u32, v: f32) {{}}")
+                format!("{}\nfn keep(i: u32, v: f32) {{}}", source())
             });
             self.ctx.dispatch(name, &pipe, p, binds, g);
             return Ok(());
@@ -736,7 +739,7 @@ impl GpuBackend {
             );
             let tail = format!("q8_tail(lid, dim, p[{}]);", p.len());
             let q8 = NORM_Q8.replace("ROWLEN", &dim.to_string());
-            format!("{decl}{}\n{q8}", src.replace("//TAIL", &tail))
+            format!("{decl}{}\n{q8}", source().replace("//TAIL", &tail))
         });
         let mut p = p.to_vec();
         p.push(1 | if with_k { 2 } else { 0 });
