@@ -319,7 +319,7 @@ fn matvec_reduce(reduce: Reduce) -> &'static str {
 /// three, each with its own output; with `dual`, two: the gate and the up
 /// weight, whose products meet in one gated output). Weight S reads the
 /// input bound as `x{xmap[S]}` (weights whose types round the input alike
-/// share one binding).
+/// share one binding), as 8-bit integers where `int[S]` (one token).
 #[allow(clippy::too_many_arguments)]
 fn matvec_source(
     types: &[&str],
@@ -329,15 +329,9 @@ fn matvec_source(
     reduce: Reduce,
     dual: bool,
     nt_max: usize,
-    int_dot: bool,
+    int: &[bool],
 ) -> String {
     let n = types.len();
-    // Which weights take 8-bit activations (one token, a type with an
-    // integer dot product, and the adapter's packed dot products).
-    let int: Vec<bool> = types
-        .iter()
-        .map(|ty| int_dot && nt_max == 1 && INT_DOT_TYPES.contains(ty))
-        .collect();
     let mut binds = String::new();
     let mut b = 1;
     let mut bind = |name: String, access: &str, ty: &str| {
@@ -348,7 +342,7 @@ fn matvec_source(
         bind(format!("w{s}"), "read", "array<u32>");
     }
     for j in 0..=xmap.iter().copied().max().unwrap_or(0) {
-        let packed = xmap.iter().zip(&int).any(|(&x, &i)| x == j && i);
+        let packed = xmap.iter().zip(int).any(|(&x, &i)| x == j && i);
         let ty = if packed {
             "array<vec4<u32>>"
         } else {
@@ -787,6 +781,12 @@ impl GpuBackend {
             _ => "matvec",
         };
         let used = if glu.is_some() { &segs[..1] } else { segs };
+        // Which weights take 8-bit activations: the rule `matmul_input`
+        // quantized their inputs by.
+        let int: Vec<bool> = segs
+            .iter()
+            .map(|s| self.int_dot_for(s.w, n_tokens))
+            .collect();
         // Each distinct rounded input is bound once.
         let mut acts: Vec<&wgpu::Buffer> = Vec::new();
         let xmap: Vec<usize> = segs
@@ -826,23 +826,13 @@ impl GpuBackend {
             let nt = (n_tokens - t0).min(MV_TOKENS);
             // A kernel for one token (generation), one for up to 8.
             let nt_max = if nt == 1 { 1 } else { MV_TOKENS };
-            let int_dot = self.int_dot();
             let key = format!(
-                "matvec_{}_{xmap:?}_{tpr}_{wg}_{reduce:?}_{nt_max}_{int_dot}{}",
+                "matvec_{}_{xmap:?}_{tpr}_{wg}_{reduce:?}_{nt_max}_{int:?}{}",
                 types.join("_"),
                 if glu.is_some() { "_glu" } else { "" }
             );
             let pipe = self.ctx.pipeline(&key, || {
-                matvec_source(
-                    &types,
-                    &xmap,
-                    tpr,
-                    wg,
-                    reduce,
-                    glu.is_some(),
-                    nt_max,
-                    int_dot,
-                )
+                matvec_source(&types, &xmap, tpr, wg, reduce, glu.is_some(), nt_max, &int)
             });
             p[1] = nt as u32;
             p[2] = u32_of("matmul", t0)?;
