@@ -13,6 +13,11 @@
 //! dispatches per submission (0: submit only at read-backs). `--int-dot 1,0`
 //! times one-token products with 8-bit activations and integer dot products
 //! (1, the default where WGSL has them) and with f32 activations (0).
+//! `--f16 0,1` times prompts with the f32 tiled kernel (0, the default) and
+//! with f16 arithmetic (1, where the adapter has shader-f16). `--fresh`
+//! times tg as `wasmchord bench` does: from an empty cache, in a session
+//! of its own with batches of one token (default: after the prompt, in its
+//! session).
 //! `--check N` (default 32, 0 to skip)
 //! first runs an N-token prompt on this backend and on the CPU backend and
 //! prints how their logits agree at every position.
@@ -37,6 +42,8 @@ struct Args {
     /// Dispatches per submission to time (empty: the backend's default).
     submit_every: Vec<u64>,
     int_dot: Vec<bool>,
+    f16: Vec<bool>,
+    fresh: bool,
 }
 
 fn args() -> Args {
@@ -52,6 +59,8 @@ fn args() -> Args {
         both_modes: false,
         submit_every: Vec::new(),
         int_dot: Vec::new(),
+        f16: Vec::new(),
+        fresh: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -69,6 +78,8 @@ fn args() -> Args {
                 a.submit_every = val().split(',').filter_map(|v| v.parse().ok()).collect()
             }
             "--int-dot" => a.int_dot = val().split(',').map(|v| v != "0").collect(),
+            "--f16" => a.f16 = val().split(',').map(|v| v != "0").collect(),
+            "--fresh" => a.fresh = true,
             "--check" => a.check = val().parse().unwrap_or(32),
             other => eprintln!("ignoring {other}"),
         }
@@ -82,8 +93,9 @@ fn tokens(n: usize, n_vocab: usize, seed: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Seconds for a pp-token prompt and for tg single-token steps after it.
-fn run_once(model: &Model<GpuBackend>, pp: usize, tg: usize, seed: u32) -> (f64, f64) {
+/// Seconds for a pp-token prompt and for tg single-token steps after it
+/// (`fresh`: from an empty cache in a session of their own).
+fn run_once(model: &Model<GpuBackend>, pp: usize, tg: usize, seed: u32, fresh: bool) -> (f64, f64) {
     let v = model.n_vocab();
     let mut s = Session::new(
         model,
@@ -98,6 +110,16 @@ fn run_once(model: &Model<GpuBackend>, pp: usize, tg: usize, seed: u32) -> (f64,
     let logits = s.forward(&prompt, Logits::Last).expect("prompt");
     let t_pp = t.elapsed().as_secs_f64();
     let mut next = wasm_chord_core::backend::host_argmax(&logits);
+    if fresh {
+        s = Session::new(
+            model,
+            SessionConfig {
+                n_ctx: tg.max(1),
+                n_batch: 1,
+            },
+        )
+        .expect("session");
+    }
     let t = Instant::now();
     for _ in 0..tg {
         let logits = s.forward(&[next], Logits::Last).expect("token");
@@ -209,13 +231,23 @@ fn main() {
         } else {
             a.int_dot.iter().map(|&b| Some(b)).collect()
         };
-        let modes: Vec<(bool, Option<u64>, Option<bool>)> = modes
+        let f16s: Vec<Option<bool>> = if a.f16.is_empty() {
+            vec![None]
+        } else {
+            a.f16.iter().map(|&b| Some(b)).collect()
+        };
+        let modes: Vec<(bool, Option<u64>, Option<bool>, Option<bool>)> = modes
             .iter()
             .flat_map(|&per| every.iter().map(move |&n| (per, n)))
             .flat_map(|(per, n)| ints.iter().map(move |&i| (per, n, i)))
+            .flat_map(|(per, n, i)| f16s.iter().map(move |&h| (per, n, i, h)))
             .collect();
-        for (per, every, int) in modes {
+        for (per, every, int, f16) in modes {
             backend.set_pass_per_dispatch(per);
+            if let Some(on) = f16 {
+                backend.set_f16(on);
+                println!("  f16 arithmetic in prompts: {}", backend.f16());
+            }
             if let Some(on) = int {
                 backend.set_int_dot(on);
                 println!(
@@ -236,13 +268,13 @@ fn main() {
                 }
             );
             // Warm-up (pipeline compilation), then the timed repetitions.
-            run_once(&model, a.pp.min(64), 4, 99);
+            run_once(&model, a.pp.min(64), 4, 99, a.fresh);
             let (c0, s0, r0, w0) = backend.counters();
             let h0 = backend.host_counters();
             let mut pp = Vec::new();
             let mut tg = Vec::new();
             for r in 0..a.reps {
-                let (tp, tt) = run_once(&model, a.pp, a.tg, r as u32);
+                let (tp, tt) = run_once(&model, a.pp, a.tg, r as u32, a.fresh);
                 pp.push(a.pp as f64 / tp);
                 tg.push(a.tg as f64 / tt);
             }

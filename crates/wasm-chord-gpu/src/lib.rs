@@ -218,6 +218,24 @@ pub struct GpuBackend {
     has_int_dot: bool,
     /// Whether one-token products use them (8-bit activations).
     use_int_dot: AtomicBool,
+    /// Whether the device has `shader-f16` (requested when the adapter has
+    /// it) and WGSL's packed 8-bit functions, which the f16 prompt kernel
+    /// needs.
+    has_f16: bool,
+    /// Whether prompt products use f16 arithmetic.
+    use_f16: AtomicBool,
+}
+
+/// Whether `WASM_CHORD_GPU_F16` asks for f16 arithmetic ("1" or "true").
+fn f16_from_env() -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::env::var("WASM_CHORD_GPU_F16").is_ok_and(|v| v == "1" || v == "true")
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        false
+    }
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -256,7 +274,9 @@ impl GpuBackend {
         let info = adapter.get_info();
         let features = adapter.features();
         let limits = adapter.limits();
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+        let wanted =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
+        let has_f16 = features.contains(wgpu::Features::SHADER_F16) && has_int_dot;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wasm-chord"),
@@ -288,6 +308,8 @@ impl GpuBackend {
             use_subgroups: AtomicBool::new(true),
             has_int_dot,
             use_int_dot: AtomicBool::new(has_int_dot),
+            has_f16,
+            use_f16: AtomicBool::new(has_f16 && f16_from_env()),
         })
     }
 
@@ -297,13 +319,14 @@ impl GpuBackend {
         let i = &self.ctx.info;
         let f = self.ctx.features;
         format!(
-            "{} ({:?}, {:?}, driver {} {}); shader-f16: {}, subgroups: {} ({}-{} wide{}), timestamps: {}, packed int8 dot: {}{}; max binding {} MiB",
+            "{} ({:?}, {:?}, driver {} {}); shader-f16: {}{}, subgroups: {} ({}-{} wide{}), timestamps: {}, packed int8 dot: {}{}; max binding {} MiB",
             i.name,
             i.backend,
             i.device_type,
             i.driver,
             i.driver_info,
             f.contains(wgpu::Features::SHADER_F16),
+            if self.f16() { ", used" } else { "" },
             f.contains(wgpu::Features::SUBGROUP),
             i.subgroup_min_size,
             i.subgroup_max_size,
@@ -383,6 +406,26 @@ impl GpuBackend {
     /// products (see [`GpuBackend::set_int_dot`]).
     pub fn int_dot(&self) -> bool {
         self.use_int_dot.load(Ordering::Relaxed)
+    }
+
+    /// Turns on (where the adapter has `shader-f16`) or off (the default)
+    /// f16 arithmetic in the tiled product of prompts (more than 8 tokens):
+    /// weights rounded to f16, activations as 8-bit integers, 32 products
+    /// summed in f16 before their scale (`matmul_f16.wgsl`), as llama.cpp's
+    /// Vulkan backend computes prompts on f16 hardware. Off by default
+    /// because its products differ from the CPU backend's by ~1e-3
+    /// relative, and the logits from llama.cpp's by more than llama.cpp's
+    /// own batch paths differ (see docs/webgpu.md, "f16 arithmetic");
+    /// `WASM_CHORD_GPU_F16=1` in the environment turns it on for backends
+    /// made later. Affects ops recorded later.
+    pub fn set_f16(&self, on: bool) {
+        self.use_f16.store(on && self.has_f16, Ordering::Relaxed);
+    }
+
+    /// Whether prompt products use f16 arithmetic (see
+    /// [`GpuBackend::set_f16`]).
+    pub fn f16(&self) -> bool {
+        self.use_f16.load(Ordering::Relaxed)
     }
 
     /// Width the subgroup kernels may rely on (0: none).

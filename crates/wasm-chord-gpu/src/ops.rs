@@ -11,6 +11,7 @@ const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
 const MATVEC: &str = include_str!("shaders/matvec.wgsl");
 const MATVEC32: &str = include_str!("shaders/matvec32.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+const MATMUL_F16: &str = include_str!("shaders/matmul_f16.wgsl");
 const EMBED: &str = include_str!("shaders/embed.wgsl");
 const QUANTIZE: &str = include_str!("shaders/quantize.wgsl");
 const QUANTIZE_Q8: &str = include_str!("shaders/quantize_q8.wgsl");
@@ -851,6 +852,16 @@ impl GpuBackend {
             && wgsl_name(w.ty).is_some_and(|t| INT_DOT_TYPES.contains(&t))
     }
 
+    /// Whether the product of `w` with `n_tokens` runs in the f16 tiled
+    /// kernel, on 8-bit activations: a prompt (the tiled kernel), a type
+    /// with 8-bit activations, and f16 arithmetic on.
+    fn f16_tiled_for(&self, w: &GpuWeight, n_tokens: usize) -> bool {
+        n_tokens > MV_TOKENS
+            && w.cols.is_multiple_of(32)
+            && self.f16()
+            && wgsl_name(w.ty).is_some_and(|t| INT_DOT_TYPES.contains(&t))
+    }
+
     /// Whether the matrix-vector kernel takes `w` whole for `n_tokens`
     /// (rows of whole 32-value sub-blocks, one buffer, a batch it takes).
     fn matvec_whole(w: &GpuWeight, n_tokens: usize) -> bool {
@@ -877,7 +888,9 @@ impl GpuBackend {
         need("matmul", "x", x.len, n_tokens * w.cols)?;
         need("matmul", "out", out.len, n_tokens * w.rows)?;
         match act_mode(w.ty) {
-            Some(mode @ 0..=1) if self.int_dot_for(w, n_tokens) => {
+            Some(mode @ 0..=1)
+                if self.int_dot_for(w, n_tokens) || self.f16_tiled_for(w, n_tokens) =>
+            {
                 self.quantized(x, n_tokens * w.cols, PACKED_Q8_0 + mode)
             }
             Some(mode) => self.quantized(x, n_tokens * w.cols, mode),
@@ -912,7 +925,10 @@ impl GpuBackend {
             return Ok(());
         }
         let tiled = n_tokens > MV_TOKENS && w.cols.is_multiple_of(32);
-        let (kind, body) = if tiled {
+        let f16 = self.f16_tiled_for(w, n_tokens);
+        let (kind, body) = if f16 {
+            ("matmul_f16", MATMUL_F16)
+        } else if tiled {
             ("matmul", MATMUL)
         } else {
             ("matvec4", MATVEC)
@@ -945,6 +961,10 @@ impl GpuBackend {
             let binds = [Bind::Buf(&part.buf), Bind::Buf(&act), Bind::Buf(&out.buf)];
             if tiled {
                 p[2] = u32_of("matmul", n_tokens)?;
+                if f16 {
+                    // The packed activations' scales follow their values.
+                    p[5] = u32_of("matmul", n_tokens * w.cols / 4)?;
+                }
                 let gx = part.rows.div_ceil(64) as u32;
                 let gy = u32_of("matmul", n_tokens.div_ceil(64))?;
                 self.ctx.dispatch(kind, &pipe, &p, &binds, (gx, gy, 1));

@@ -178,6 +178,80 @@ fn one_token_products_with_int8_activations_match_cpu() {
 }
 
 #[test]
+fn prompt_products_in_f16_match_cpu_and_the_f32_kernel() {
+    if gpu().is_none() {
+        return;
+    }
+    // With f16 arithmetic on (where the adapter has shader-f16), prompts
+    // (more than 8 tokens) run the tiled kernel in f16: weights rounded to
+    // f16, 8-bit activations, 32 products summed in f16 per scale. Against
+    // the CPU backend (f32 sums of the same 8-bit activations) the error is
+    // f16 rounding; the f32 kernel on the same inputs is the comparison.
+    let g = GpuBackend::new().unwrap();
+    assert!(
+        !g.f16() || std::env::var("WASM_CHORD_GPU_F16").is_ok(),
+        "f16 is off by default"
+    );
+    g.set_f16(true);
+    if !g.f16() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true but the adapter has no shader-f16"
+        );
+        eprintln!("skipping: no shader-f16");
+        return;
+    }
+    let c = cpu();
+    // Rows and tokens that fill whole tiles of 64 and that end inside one;
+    // rows of one K-quant block and of several.
+    for (cols, rows, n) in [(256usize, 40usize, 9usize), (1536, 130, 70), (4096, 64, 64)] {
+        for (i, ty) in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q5_0,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 70 + i as u64))]);
+            let (wg, wc) = (weight(&g, &file, "w"), weight(&c, &file, "w"));
+            // Activations of very different sizes per token, so that each
+            // token's scale matters.
+            let mut x = rand_vec(n * cols, 75 + i as u64);
+            for (t, row) in x.chunks_mut(cols).enumerate() {
+                let f = [0.01f32, 1.0, 30.0][t % 3];
+                row.iter_mut().for_each(|v| *v *= f);
+            }
+            let mut oc = c.alloc(n * rows).unwrap();
+            c.matmul(&wc, &c.upload(&x).unwrap(), n, &mut oc).unwrap();
+            let want = read(&c, &oc);
+            let mut got = Vec::new();
+            for on in [true, false] {
+                g.set_f16(on);
+                assert_eq!(g.f16(), on);
+                let mut og = g.alloc(n * rows).unwrap();
+                g.matmul(&wg, &g.upload(&x).unwrap(), n, &mut og).unwrap();
+                got.push(read(&g, &og));
+            }
+            // Per token, since their sizes differ by 3000x.
+            let (mut e16, mut e32) = (0f32, 0f32);
+            for t in 0..n {
+                let r = t * rows..(t + 1) * rows;
+                e16 = e16.max(rel_l2(&got[0][r.clone()], &want[r.clone()]));
+                e32 = e32.max(rel_l2(&got[1][r.clone()], &want[r]));
+            }
+            eprintln!("{ty:?} {cols}x{rows} n={n}: f16 {e16:.2e}, f32 {e32:.2e}");
+            assert!(e32 < 2e-6, "{ty:?} {cols}x{rows} n={n}: f32 kernel {e32}");
+            assert!(e16 < 2e-3, "{ty:?} {cols}x{rows} n={n}: f16 kernel {e16}");
+            assert!(e16 > e32, "{ty:?}: the f16 kernel did not run");
+        }
+    }
+}
+
+#[test]
 fn add_rms_norm_matches_cpu_composed_ops() {
     // The fused kernel against the CPU backend's default (rms_norm of b
     // when asked, add, rms_norm), with and without the norm of b, on one
