@@ -29,6 +29,10 @@ use wasm_chord_gpu::GpuBackend;
 use wasm_chord_runtime::synth::{generate, SynthSpec};
 use wasm_chord_runtime::{Logits, Model, Session, SessionConfig};
 
+/// One timed setting: a pass per dispatch, dispatches per submission,
+/// integer dot products, f16 arithmetic (None: the backend's default).
+type Mode = (bool, Option<u64>, Option<bool>, Option<bool>);
+
 struct Args {
     presets: Vec<String>,
     mix: String,
@@ -236,7 +240,7 @@ fn main() {
         } else {
             a.f16.iter().map(|&b| Some(b)).collect()
         };
-        let modes: Vec<(bool, Option<u64>, Option<bool>, Option<bool>)> = modes
+        let modes: Vec<Mode> = modes
             .iter()
             .flat_map(|&per| every.iter().map(move |&n| (per, n)))
             .flat_map(|(per, n)| ints.iter().map(move |&i| (per, n, i)))

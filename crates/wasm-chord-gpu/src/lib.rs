@@ -338,6 +338,11 @@ impl GpuBackend {
         )
     }
 
+    /// The device's limits (those of the adapter, all requested).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.ctx.limits
+    }
+
     /// Splits weights (and limits activation buffers) at `bytes` per
     /// buffer instead of the adapter's binding limit; tests use it to
     /// exercise the row split on small models. Affects later uploads only.
@@ -704,6 +709,56 @@ impl Backend for GpuBackend {
         }
         self.op_qk_rope(
             q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params, q_scale,
+            None,
+        )
+    }
+
+    fn qk_rope_kv(
+        &self,
+        q: &mut GpuBuffer,
+        k: &mut GpuBuffer,
+        v: &GpuBuffer,
+        norms: Option<(&GpuWeight, &GpuWeight, f32)>,
+        q_out: &mut GpuBuffer,
+        k_out: &mut GpuBuffer,
+        positions: &[u32],
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+        q_scale: Option<f32>,
+        k_dst: &mut GpuBuffer,
+        v_dst: &mut GpuBuffer,
+        rows: &[usize],
+    ) -> Result<()> {
+        if norms.is_some() {
+            q_out.touch();
+            k_out.touch();
+        } else {
+            q.touch();
+            k.touch();
+        }
+        k_dst.touch();
+        v_dst.touch();
+        let kv = ops::KvRows {
+            v,
+            k_dst,
+            v_dst,
+            rows,
+        };
+        self.op_qk_rope(
+            q,
+            k,
+            norms,
+            q_out,
+            k_out,
+            positions,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            params,
+            q_scale,
+            Some(kv),
         )
     }
 

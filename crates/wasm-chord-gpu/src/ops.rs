@@ -44,6 +44,7 @@ fn ld(is_q: bool, base: u32, j: u32, sc: f32) -> f32 {
 }
 fn st(is_q: bool, i: u32, v: f32) {
     if (is_q) { q[i] = v; } else { k[i] = v; }
+    kv_st(is_q, i, v);
 }
 ";
 
@@ -86,6 +87,43 @@ fn ld(is_q: bool, base: u32, j: u32, sc: f32) -> f32 {
 }
 fn st(is_q: bool, i: u32, v: f32) {
     if (is_q) { qn[i] = v; } else { kn[i] = v; }
+    kv_st(is_q, i, v);
+}
+";
+
+/// `qk_rope.wgsl`'s cache hooks when it only rotates.
+const QK_ROPE_NO_KV: &str = "
+fn kv_st(is_q: bool, i: u32, x: f32) {}
+fn kv_copy(is_q: bool, base: u32, t: u32, hd: u32, lid: u32) {}
+";
+
+/// `qk_rope.wgsl`'s cache hooks when it also writes the layer's new cache
+/// rows (as `write_kv.wgsl`, rounded to f16): each rotated k value as it
+/// is stored, and v's head by the workgroup of the same k head. The
+/// bindings follow the variant's own from B0 on; the cache rows are in d
+/// from word p[12].
+const QK_ROPE_KV: &str = "
+@group(0) @binding(B0) var<storage, read> vsrc: array<f32>;
+@group(0) @binding(B1) var<storage, read_write> kd: array<f32>;
+@group(0) @binding(B2) var<storage, read_write> vd: array<f32>;
+
+fn kv_f16r(x: f32) -> f32 {
+    return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;
+}
+fn kv_st(is_q: bool, i: u32, x: f32) {
+    if (!is_q) {
+        let w = p[9] * p[2];
+        kd[d[p[12] + i / w] * w + i % w] = kv_f16r(x);
+    }
+}
+fn kv_copy(is_q: bool, base: u32, t: u32, hd: u32, lid: u32) {
+    if (!is_q) {
+        let w = p[9] * p[2];
+        let o = d[p[12] + t] * w + base % w;
+        for (var j = lid; j < hd; j += WG) {
+            vd[o + j] = kv_f16r(vsrc[base + j]);
+        }
+    }
 }
 ";
 
@@ -519,6 +557,15 @@ fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
     } else {
         src
     }
+}
+
+/// The cache rows `qk_rope` writes along with the rotation: v, the two
+/// caches and the row of each token.
+pub(crate) struct KvRows<'a> {
+    pub v: &'a GpuBuffer,
+    pub k_dst: &'a GpuBuffer,
+    pub v_dst: &'a GpuBuffer,
+    pub rows: &'a [usize],
 }
 
 /// One weight of a matrix-vector dispatch: the weight, the part of it this
@@ -1281,7 +1328,9 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// RoPE of q and k in one dispatch (see `Backend::qk_rope`).
+    /// RoPE of q and k in one dispatch (see `Backend::qk_rope`); with `kv`,
+    /// the same dispatch writes the layer's new cache rows (see
+    /// `Backend::qk_rope_kv`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn op_qk_rope(
         &self,
@@ -1296,6 +1345,7 @@ impl GpuBackend {
         head_dim: usize,
         params: &RopeParams<'_>,
         q_scale: Option<f32>,
+        kv: Option<KvRows<'_>>,
     ) -> Result<()> {
         let op = "qk_rope";
         let (nq, nk) = (
@@ -1313,6 +1363,33 @@ impl GpuBackend {
             need(op, "freq_factors", f.len(), n_rot / 2)?;
             d.extend(f[..n_rot / 2].iter().map(|v| v.to_bits()));
         }
+        let rows_at = u32_of(op, d.len())?;
+        let width = n_kv_heads * head_dim;
+        if let Some(kv) = &kv {
+            need(op, "v", kv.v.len, nk)?;
+            if kv.rows.len() != positions.len() {
+                return Err(shape(
+                    op,
+                    format!(
+                        "{} cache rows for {} tokens",
+                        kv.rows.len(),
+                        positions.len()
+                    ),
+                ));
+            }
+            // Storage bindings of the variant with the cache: 8 or 11.
+            let bindings = if norms.is_some() { 11 } else { 7 };
+            if bindings > self.ctx.limits.max_storage_buffers_per_shader_stage {
+                self.op_qk_rope(
+                    q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params,
+                    q_scale, None,
+                )?;
+                let k_rot = if norms.is_some() { &*k_out } else { &*k };
+                return self.op_write_kv(kv.k_dst, kv.v_dst, k_rot, kv.v, kv.rows, width);
+            }
+            let r32 = Self::cache_rows(op, kv.k_dst.len.min(kv.v_dst.len), kv.rows, width)?;
+            d.extend(r32);
+        }
         let theta_scale = params.freq_base.powf(-2.0 / n_rot as f32);
         let rows = positions.len() * (n_heads + n_kv_heads);
         let (g, gx) = grid(rows as u64);
@@ -1329,7 +1406,17 @@ impl GpuBackend {
             u32_of(op, n_kv_heads)?,
             q_scale.unwrap_or(1.0).to_bits(),
             0,
+            rows_at,
         ];
+        // The cache hooks and their bindings, after the variant's own.
+        let hooks = |first: u32| match &kv {
+            Some(_) => QK_ROPE_KV
+                .replace("B0", &first.to_string())
+                .replace("B1", &(first + 1).to_string())
+                .replace("B2", &(first + 2).to_string()),
+            None => QK_ROPE_NO_KV.to_string(),
+        };
+        let suffix = if kv.is_some() { "_kv" } else { "" };
         match norms {
             Some((qw, kw, eps)) => {
                 let (qwb, kwb) = (f32_vector(qw, op)?, f32_vector(kw, op)?);
@@ -1342,36 +1429,40 @@ impl GpuBackend {
                 need(op, "q_out", q_out.len, nq)?;
                 need(op, "k_out", k_out.len, nk)?;
                 p[11] = eps.to_bits();
-                let pipe = self
-                    .ctx
-                    .pipeline("qk_rope_norm", || format!("{QK_ROPE_NORM}\n{QK_ROPE}"));
-                self.ctx.dispatch(
-                    op,
-                    &pipe,
-                    &p,
-                    &[
-                        Bind::Buf(&q.buf),
-                        Bind::Buf(&k.buf),
-                        Bind::Buf(&q_out.buf),
-                        Bind::Buf(&k_out.buf),
-                        Bind::Buf(qwb),
-                        Bind::Buf(kwb),
-                        Bind::Data(&d),
-                    ],
-                    g,
-                );
+                let pipe = self.ctx.pipeline(&format!("qk_rope_norm{suffix}"), || {
+                    format!("{QK_ROPE_NORM}\n{}\n{QK_ROPE}", hooks(8))
+                });
+                let mut binds = vec![
+                    Bind::Buf(&q.buf),
+                    Bind::Buf(&k.buf),
+                    Bind::Buf(&q_out.buf),
+                    Bind::Buf(&k_out.buf),
+                    Bind::Buf(qwb),
+                    Bind::Buf(kwb),
+                    Bind::Data(&d),
+                ];
+                if let Some(kv) = &kv {
+                    binds.extend([
+                        Bind::Buf(&kv.v.buf),
+                        Bind::Buf(&kv.k_dst.buf),
+                        Bind::Buf(&kv.v_dst.buf),
+                    ]);
+                }
+                self.ctx.dispatch(op, &pipe, &p, &binds, g);
             }
             None => {
-                let pipe = self
-                    .ctx
-                    .pipeline("qk_rope", || format!("{QK_ROPE_PLAIN}\n{QK_ROPE}"));
-                self.ctx.dispatch(
-                    op,
-                    &pipe,
-                    &p,
-                    &[Bind::Buf(&q.buf), Bind::Buf(&k.buf), Bind::Data(&d)],
-                    g,
-                );
+                let pipe = self.ctx.pipeline(&format!("qk_rope{suffix}"), || {
+                    format!("{QK_ROPE_PLAIN}\n{}\n{QK_ROPE}", hooks(4))
+                });
+                let mut binds = vec![Bind::Buf(&q.buf), Bind::Buf(&k.buf), Bind::Data(&d)];
+                if let Some(kv) = &kv {
+                    binds.extend([
+                        Bind::Buf(&kv.v.buf),
+                        Bind::Buf(&kv.k_dst.buf),
+                        Bind::Buf(&kv.v_dst.buf),
+                    ]);
+                }
+                self.ctx.dispatch(op, &pipe, &p, &binds, g);
             }
         }
         Ok(())
@@ -1455,8 +1546,8 @@ impl GpuBackend {
 
     pub(crate) fn op_write_kv(
         &self,
-        k_dst: &mut GpuBuffer,
-        v_dst: &mut GpuBuffer,
+        k_dst: &GpuBuffer,
+        v_dst: &GpuBuffer,
         k: &GpuBuffer,
         v: &GpuBuffer,
         rows: &[usize],

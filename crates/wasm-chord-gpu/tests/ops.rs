@@ -569,7 +569,11 @@ fn qk_rope_matches_cpu_composed_ops() {
     // q and k rotated in one dispatch, with and without QK-norm, with and
     // without the q scale, against the CPU backend's rms_norm, rope, rope,
     // scale.
-    let g = gpu_or_skip!();
+    if gpu().is_none() {
+        return;
+    }
+    // A backend of its own, whose dispatches this test counts.
+    let g = std::sync::Arc::new(GpuBackend::new().unwrap());
     let c = cpu();
     let ff: Vec<f32> = (0..64).map(|i| 1.0 + i as f32 * 0.25).collect();
     let cases = [
@@ -663,6 +667,60 @@ fn qk_rope_matches_cpu_composed_ops() {
                     read(&*g, &qg)
                 };
                 assert!(rel_l2(&moved, &q) > 0.1, "{what}: q unchanged");
+
+                // qk_rope_kv: the same rotation with the layer's new cache
+                // rows written by the same dispatch, bit for bit this
+                // backend's qk_rope then write_kv, and against the CPU's
+                // default (its own two calls). Rows out of order, in a
+                // cache with rows to spare.
+                let v = rand_vec(n * nkv * hd, s + 6);
+                let slots: Vec<usize> = (0..n).map(|i| (i * 5 + 3) % (n + 4)).collect();
+                let (width, cap) = (nkv * hd, (n + 4) * nkv * hd);
+                let vg = g.upload(&v).unwrap();
+                let (mut kd0, mut vd0) = (g.alloc_cache(cap).unwrap(), g.alloc_cache(cap).unwrap());
+                let k_rot = if normed { &kog } else { &kg };
+                g.write_kv(&mut kd0, &mut vd0, k_rot, &vg, &slots, width)
+                    .unwrap();
+                let mut q2 = g.upload(&q).unwrap();
+                let mut k2 = g.upload(&k).unwrap();
+                let mut qo2 = g.upload(&fill_q).unwrap();
+                let mut ko2 = g.upload(&fill_k).unwrap();
+                let (mut kd1, mut vd1) = (g.alloc_cache(cap).unwrap(), g.alloc_cache(cap).unwrap());
+                let d0 = g.counters().0;
+                g.qk_rope_kv(
+                    &mut q2, &mut k2, &vg, ng, &mut qo2, &mut ko2, &positions, nh, nkv, hd,
+                    &params, q_scale, &mut kd1, &mut vd1, &slots,
+                )
+                .unwrap();
+                // One dispatch where the adapter allows the bindings.
+                let one = g.limits().max_storage_buffers_per_shader_stage >= 11 || !normed;
+                assert_eq!(g.counters().0 - d0, if one { 1 } else { 2 }, "{what}");
+                let vc = c.upload(&v).unwrap();
+                let mut q3 = c.upload(&q).unwrap();
+                let mut k3 = c.upload(&k).unwrap();
+                let mut qo3 = c.upload(&fill_q).unwrap();
+                let mut ko3 = c.upload(&fill_k).unwrap();
+                let (mut kdc, mut vdc) = (c.alloc_cache(cap).unwrap(), c.alloc_cache(cap).unwrap());
+                c.qk_rope_kv(
+                    &mut q3, &mut k3, &vc, nc, &mut qo3, &mut ko3, &positions, nh, nkv, hd,
+                    &params, q_scale, &mut kdc, &mut vdc, &slots,
+                )
+                .unwrap();
+                let cache = |b: &dyn Fn(&mut [f32])| {
+                    let mut out = vec![0.0; cap];
+                    b(&mut out);
+                    out
+                };
+                for (a, b) in [(&q2, &qg), (&k2, &kg), (&qo2, &qog), (&ko2, &kog)] {
+                    assert_eq!(read(&*g, a), read(&*g, b), "{what}: qk_rope_kv vs qk_rope");
+                }
+                for (a, b, dc) in [(&kd1, &kd0, &kdc), (&vd1, &vd0, &vdc)] {
+                    let fused = cache(&|o| g.download_cache(a, o).unwrap());
+                    assert_eq!(fused, cache(&|o| g.download_cache(b, o).unwrap()), "{what}");
+                    let d = max_abs(&fused, &cache(&|o| c.download_cache(dc, o).unwrap()));
+                    assert!(d < 2e-3, "{what}: cache {d}");
+                    assert!(fused.iter().filter(|x| **x != 0.0).count() >= n * width / 2);
+                }
             }
         }
     }

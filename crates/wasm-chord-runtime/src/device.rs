@@ -539,6 +539,40 @@ impl Backend for AnyBackend {
         }
     }
 
+    fn qk_rope_kv(
+        &self,
+        q: &mut AnyBuffer,
+        k: &mut AnyBuffer,
+        v: &AnyBuffer,
+        norms: Option<(&AnyWeight, &AnyWeight, f32)>,
+        q_out: &mut AnyBuffer,
+        k_out: &mut AnyBuffer,
+        positions: &[u32],
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+        q_scale: Option<f32>,
+        k_dst: &mut AnyCache,
+        v_dst: &mut AnyCache,
+        rows: &[usize],
+    ) -> Result<()> {
+        let (nh, nkv, hd) = (n_heads, n_kv_heads, head_dim);
+        match norms {
+            Some((qw, kw, eps)) => dispatch!("qk_rope_kv", b = self, q: AnyBuffer = q,
+                k: AnyBuffer = k, v: AnyBuffer = v, qw: AnyWeight = qw, kw: AnyWeight = kw,
+                qo: AnyBuffer = q_out, ko: AnyBuffer = k_out, kd: AnyCache = k_dst,
+                vd: AnyCache = v_dst
+                => b.qk_rope_kv(q, k, v, Some((qw, kw, eps)), qo, ko, positions, nh, nkv, hd,
+                    params, q_scale, kd, vd, rows)),
+            None => dispatch!("qk_rope_kv", b = self, q: AnyBuffer = q, k: AnyBuffer = k,
+                v: AnyBuffer = v, qo: AnyBuffer = q_out, ko: AnyBuffer = k_out,
+                kd: AnyCache = k_dst, vd: AnyCache = v_dst
+                => b.qk_rope_kv(q, k, v, None, qo, ko, positions, nh, nkv, hd, params,
+                    q_scale, kd, vd, rows)),
+        }
+    }
+
     fn matmul_qkv(
         &self,
         w_q: &AnyWeight,

@@ -356,20 +356,15 @@ impl<'m, B: Backend> Session<'m, B> {
                 (None, c.attn_scale)
             };
             let (nh, nkv) = (c.n_head, c.n_head_kv);
-            let (qo, ko) = (&mut qn, &mut kn);
-            be.qk_rope(
-                &mut q, &mut k, norms, qo, ko, &positions, nh, nkv, hd, &rope, q_scale,
-            )?;
-            let (q_ref, k_ref) = if norms.is_some() {
-                (&mut qn, &mut kn)
-            } else {
-                (&mut q, &mut k)
-            };
-
             let lc = &mut self.cache.layers[il];
             let rows = lc.positions.len();
             let slots: Vec<usize> = positions.iter().map(|&p| p as usize % rows).collect();
-            be.write_kv(&mut lc.k, &mut lc.v, k_ref, &v, &slots, kvw)?;
+            let (qo, ko) = (&mut qn, &mut kn);
+            be.qk_rope_kv(
+                &mut q, &mut k, &v, norms, qo, ko, &positions, nh, nkv, hd, &rope, q_scale,
+                &mut lc.k, &mut lc.v, &slots,
+            )?;
+            let q_ref = if norms.is_some() { &mut qn } else { &mut q };
             for (&s, &p) in slots.iter().zip(&positions) {
                 lc.positions[s] = Some(p);
             }

@@ -330,6 +330,38 @@ pub trait Backend: Send + Sync + 'static {
         )
     }
 
+    /// [`Backend::qk_rope`], then [`Backend::write_kv`] of the rotated k
+    /// (`k_out` with `norms`, else `k`) and of `v` into the cache rows
+    /// `rows` of `k_dst` and `v_dst` (rows of `n_kv_heads · head_dim`): a
+    /// layer's attention inputs, ready for [`Backend::attention`], in one
+    /// call (one dispatch on a GPU instead of two). The default makes the
+    /// two calls.
+    #[allow(clippy::too_many_arguments)]
+    fn qk_rope_kv(
+        &self,
+        q: &mut Self::Buffer,
+        k: &mut Self::Buffer,
+        v: &Self::Buffer,
+        norms: Option<(&Self::Weight, &Self::Weight, f32)>,
+        q_out: &mut Self::Buffer,
+        k_out: &mut Self::Buffer,
+        positions: &[u32],
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        params: &RopeParams<'_>,
+        q_scale: Option<f32>,
+        k_dst: &mut Self::Cache,
+        v_dst: &mut Self::Cache,
+        rows: &[usize],
+    ) -> Result<()> {
+        self.qk_rope(
+            q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params, q_scale,
+        )?;
+        let k_rot = if norms.is_some() { &*k_out } else { &*k };
+        self.write_kv(k_dst, v_dst, k_rot, v, rows, n_kv_heads * head_dim)
+    }
+
     /// The attention inputs: `q = w_q · x`, `k = w_k · x`, `v = w_v · x`
     /// for `n_tokens` tokens of one input. A backend may run the three
     /// products as one (a GPU saves two dispatches per layer); the default

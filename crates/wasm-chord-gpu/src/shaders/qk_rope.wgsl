@@ -2,11 +2,14 @@
 // q's heads first, then k's. The norm variant reads q and k, RMS-normalizes
 // each head by its weight (QK-norm) and writes qn and kn; the plain variant
 // rotates q and k in place. q's heads are then multiplied by the q scale.
+// The variant with the cache hooks (`QK_ROPE_KV` in ops.rs) also writes
+// the rotated k and the v of each k head into the layer's cache rows.
 // Angles as in `rope.wgsl` (θ multiplied by θ_scale once per pair).
 // p: 0 tokens, 1 q heads, 2 head_dim, 3 n_rot, 4 kind (0 normal, 1 NeoX),
 //    5 θ_scale (f32 bits), 6 freq_scale (f32 bits), 7 has freq_factors,
 //    8 workgroups along x, 9 k heads, 10 q scale (f32 bits), 11 eps (f32
-//    bits). d: the positions (one per token), then the frequency factors.
+//    bits), 12 first word of the cache rows in d. d: the positions (one per
+//    token), then the frequency factors, then the cache rows.
 
 const WG: u32 = 64u;
 var<workgroup> red: array<f32, 64>;
@@ -61,4 +64,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var j = p[3] + lid; j < hd; j += WG) {
         st(is_q, base + j, ld(is_q, base, j, sc) * qs);
     }
+    kv_copy(is_q, base, t, hd, lid);
 }
