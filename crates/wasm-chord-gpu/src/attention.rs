@@ -13,6 +13,42 @@ const ATTN_PV: &str = include_str!("shaders/attn_pv.wgsl");
 const ATTN_REDUCE: &str = include_str!("shaders/attn_reduce.wgsl");
 const ATTN_SCORES: &str = include_str!("shaders/attn_scores.wgsl");
 const ATTN_OUT: &str = include_str!("shaders/attn_out.wgsl");
+const ATTN_ONE: &str = include_str!("shaders/attn_one.wgsl");
+/// Most cache rows that decoding attention takes in one kernel
+/// (`attn_one.wgsl`: one workgroup per (token, head) over all rows and
+/// dimensions, the scores in workgroup memory) instead of two: it saves a
+/// dispatch (~5 us on a discrete GPU) per layer, but has only (token, head)
+/// workgroups, each reading all its rows twice, so it loses to the two
+/// kernels' spread as the rows grow.
+const ONE_MAX_ROWS: usize = 256;
+/// `lane_sum` of `attn_one.wgsl` (the T lanes of a row added, every thread
+/// calling it) by subgroup shuffles: a row's lanes are consecutive
+/// invocations within one subgroup when subgroups are at least T wide.
+const LANE_SUM_SUBGROUP: &str = "
+fn lane_sum(lid: u32, x: f32) -> f32 {
+    var s = x;
+    for (var o = T / 2u; o > 0u; o >>= 1u) {
+        s += subgroupShuffleXor(s, o);
+    }
+    return s;
+}
+";
+/// `lane_sum` through workgroup memory (no subgroups).
+const LANE_SUM_SHARED: &str = "
+var<workgroup> lanes: array<f32, 256>;
+fn lane_sum(lid: u32, x: f32) -> f32 {
+    lanes[lid] = x;
+    workgroupBarrier();
+    var s = 0.0;
+    if (lid % T == 0u) {
+        for (var i = 0u; i < T; i++) {
+            s += lanes[lid + i];
+        }
+    }
+    workgroupBarrier();
+    return s;
+}
+";
 /// Largest (token, head) count and cache row count that take the two-kernel
 /// path (`attn_scores`, then `attn_out`) instead of the three-kernel one
 /// (`attn_stats`, `attn_pv`, `attn_reduce`, which splits the rows into
@@ -85,6 +121,9 @@ impl GpuBackend {
         let items = n_tok * nh;
         if items as u64 > MAX_GROUPS * MAX_GROUPS {
             return Err(shape("attention", format!("{items} token heads")));
+        }
+        if items <= FUSED_MAX_ITEMS && n_slots <= ONE_MAX_ROWS {
+            return self.attention_one(q, k, v, p, &kpos, out);
         }
         if items <= FUSED_MAX_ITEMS && n_slots <= FUSED_MAX_ROWS {
             return self.attention_fused(q, k, v, p, &kpos, out);
@@ -163,6 +202,68 @@ impl GpuBackend {
                 g,
             );
         }
+        Ok(())
+    }
+
+    /// Decoding attention over at most [`ONE_MAX_ROWS`] rows in one
+    /// dispatch (`attn_one.wgsl`), one workgroup per (token, head).
+    fn attention_one(
+        &self,
+        q: &GpuBuffer,
+        k: &GpuBuffer,
+        v: &GpuBuffer,
+        p: &AttentionParams<'_>,
+        kpos: &[u32],
+        out: &mut GpuBuffer,
+    ) -> Result<()> {
+        let (nh, hd) = (p.n_heads, p.head_dim);
+        let items = p.query_positions.len() * nh;
+        let hd4 = hd / 4;
+        let params = [
+            u32_of("attention", p.query_positions.len())?,
+            u32_of("attention", nh)?,
+            u32_of("attention", p.n_kv_heads)?,
+            u32_of("attention", hd)?,
+            u32_of("attention", kpos.len())?,
+            p.scale.to_bits(),
+            p.softcap.unwrap_or(0.0).to_bits(),
+            p.window.unwrap_or(0),
+        ];
+        // Threads per row: at most four vec4 loads each.
+        let t = hd4.div_ceil(4).next_power_of_two().min(16);
+        let sg = self.subgroup_width() >= t && !cfg!(target_arch = "wasm32");
+        let key = format!("attn_one_{t}_{hd4}{}", if sg { "_sg" } else { "" });
+        // (Native only: naga takes the subgroup builtins without the
+        // `enable subgroups;` that browsers require.)
+        let pipe = self.ctx.pipeline(&key, || {
+            let lane_sum = if sg {
+                LANE_SUM_SUBGROUP
+            } else {
+                LANE_SUM_SHARED
+            };
+            format!(
+                "const T: u32 = {t}u;\nconst HD4: u32 = {hd4}u;\n\
+                 const MAXR: u32 = {ONE_MAX_ROWS}u;\n{lane_sum}\n{ATTN_ONE}"
+            )
+        });
+        self.ctx.dispatch(
+            "attn_one",
+            &pipe,
+            &params,
+            &[
+                Bind::Buf(&q.buf),
+                Bind::Buf(&k.buf),
+                Bind::Buf(&v.buf),
+                Bind::Data(p.query_positions),
+                Bind::Data(kpos),
+                Bind::Buf(&out.buf),
+            ],
+            (
+                1,
+                items.min(MAX_GROUPS as usize) as u32,
+                items.div_ceil(MAX_GROUPS as usize) as u32,
+            ),
+        );
         Ok(())
     }
 

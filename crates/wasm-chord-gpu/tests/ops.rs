@@ -971,6 +971,23 @@ fn attention_case(
     seed: u64,
 ) {
     let Some(g) = gpu() else { return };
+    attention_case_on(&g, nh, nkv, hd, qpos, kpos, window, softcap, seed);
+}
+
+/// `attention_case` on backend `g`; returns the dispatches the attention
+/// took.
+#[allow(clippy::too_many_arguments)]
+fn attention_case_on(
+    g: &GpuBackend,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    qpos: &[u32],
+    kpos: &[Option<u32>],
+    window: Option<u32>,
+    softcap: Option<f32>,
+    seed: u64,
+) -> u64 {
     let c = cpu();
     let q = rand_vec(qpos.len() * nh * hd, seed);
     let k = rand_vec(kpos.len() * nkv * hd, seed + 1);
@@ -1001,16 +1018,58 @@ fn attention_case(
     };
     let mut og = g.alloc(q.len()).unwrap();
     let mut oc = c.alloc(q.len()).unwrap();
-    g.attention(&g.upload(&q).unwrap(), &kg, &vg, &p, &mut og)
-        .unwrap();
+    let qg = g.upload(&q).unwrap();
+    let d0 = g.counters().0;
+    g.attention(&qg, &kg, &vg, &p, &mut og).unwrap();
+    let dispatches = g.counters().0 - d0;
     c.attention(&c.upload(&q).unwrap(), &kc, &vc, &p, &mut oc)
         .unwrap();
-    let (a, b) = (read(&*g, &og), read(&c, &oc));
+    let (a, b) = (read(g, &og), read(&c, &oc));
     let d = max_abs(&a, &b);
     assert!(
         d < 2e-3,
-        "nh={nh} nkv={nkv} hd={hd} window={window:?} softcap={softcap:?}: {d}"
+        "nh={nh} nkv={nkv} hd={hd} rows={} window={window:?} softcap={softcap:?}: {d}",
+        kpos.len()
     );
+    dispatches
+}
+
+#[test]
+fn attention_over_short_caches_takes_one_kernel_and_matches_cpu() {
+    if gpu().is_none() {
+        return;
+    }
+    // Decoding over at most 256 cache rows runs in one kernel (scores in
+    // workgroup memory), with the lanes of a row added by subgroup
+    // shuffles where subgroups are wide enough and through workgroup
+    // memory otherwise: both, on backends of their own (their dispatches
+    // counted). Shapes: Gemma 3 (4 heads over 1, head_dim 256, window,
+    // soft-capping), Llama 3.2 (32 over 8, 64), head_dim 80 (row lanes
+    // that do not divide the workgroup) and 128; one row, a ring of 100
+    // with an empty slot, and 256 rows; 257 rows take two kernels.
+    for subgroups in [true, false] {
+        let g = GpuBackend::new().unwrap();
+        g.set_subgroups(subgroups);
+        for (n, seed) in [(1usize, 41u64), (100, 51), (256, 61), (257, 71)] {
+            let mut kpos = ring(n as u32, 3, (n as u32 * 7) / 10);
+            if n == 100 {
+                kpos[40] = None;
+            }
+            let last = n as u32 + 2;
+            let cases: [(usize, usize, usize, Option<u32>, Option<f32>, Vec<u32>); 4] = [
+                (4, 1, 256, Some(64), Some(50.0), vec![last]),
+                (32, 8, 64, None, None, vec![last]),
+                (4, 2, 80, Some(30), None, vec![last]),
+                (8, 2, 128, None, Some(20.0), vec![last - 1, last]),
+            ];
+            for (i, (nh, nkv, hd, window, cap, qpos)) in cases.into_iter().enumerate() {
+                let d =
+                    attention_case_on(&g, nh, nkv, hd, &qpos, &kpos, window, cap, seed + i as u64);
+                let want = if n <= 256 { 1 } else { 2 };
+                assert_eq!(d, want, "rows {n} head_dim {hd} subgroups {subgroups}");
+            }
+        }
+    }
 }
 
 #[test]
