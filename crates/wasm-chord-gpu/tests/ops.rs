@@ -1056,13 +1056,15 @@ fn attention_over_short_caches_takes_one_kernel_and_matches_cpu() {
                 kpos[40] = None;
             }
             let last = n as u32 + 2;
-            let cases: [(usize, usize, usize, Option<u32>, Option<f32>, Vec<u32>); 4] = [
-                (4, 1, 256, Some(64), Some(50.0), vec![last]),
-                (32, 8, 64, None, None, vec![last]),
-                (4, 2, 80, Some(30), None, vec![last]),
-                (8, 2, 128, None, Some(20.0), vec![last - 1, last]),
+            // (heads, kv heads, head_dim, window, soft-cap, query tokens)
+            let cases = [
+                (4, 1, 256, Some(64), Some(50.0), 1),
+                (32, 8, 64, None, None, 1),
+                (4, 2, 80, Some(30), None, 1),
+                (8, 2, 128, None, Some(20.0), 2),
             ];
-            for (i, (nh, nkv, hd, window, cap, qpos)) in cases.into_iter().enumerate() {
+            for (i, (nh, nkv, hd, window, cap, nq)) in cases.into_iter().enumerate() {
+                let qpos: Vec<u32> = (0..nq).map(|j| last + 1 - nq + j).collect();
                 let d =
                     attention_case_on(&g, nh, nkv, hd, &qpos, &kpos, window, cap, seed + i as u64);
                 let want = if n <= 256 { 1 } else { 2 };
