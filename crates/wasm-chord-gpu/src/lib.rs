@@ -398,11 +398,10 @@ impl GpuBackend {
     }
 
     /// Allows (default, where WGSL has `dot4I8Packed`) or forbids 8-bit
-    /// activations kept as integers: with integer dot products in one-token
-    /// products (as ggml-cpu and llama.cpp's GPU backends compute them),
-    /// and read a quarter as wide by the tiled kernel of prompts
-    /// (`matmul_q8.wgsl`); without them the activations are rounded the
-    /// same way but kept as f32. Affects ops recorded later.
+    /// activations with integer dot products in one-token products (as
+    /// ggml-cpu and llama.cpp's GPU backends compute them); without them
+    /// the activations are rounded the same way but kept as f32. Affects
+    /// ops recorded later.
     pub fn set_int_dot(&self, on: bool) {
         self.use_int_dot
             .store(on && self.has_int_dot, Ordering::Relaxed);
@@ -415,10 +414,9 @@ impl GpuBackend {
     }
 
     /// Turns on (where the adapter has `shader-f16`) or off (the default)
-    /// f16 arithmetic in the tiled product of prompts (more than 8 tokens)
-    /// on 8-bit activations (with [`GpuBackend::int_dot`] on): weights
-    /// rounded to f16, 32 products summed in f16 before their scale
-    /// (`matmul_q8.wgsl`), as llama.cpp's
+    /// f16 arithmetic in the tiled product of prompts (more than 8 tokens):
+    /// weights rounded to f16, activations as 8-bit integers, 32 products
+    /// summed in f16 before their scale (`matmul_f16.wgsl`), as llama.cpp's
     /// Vulkan backend computes prompts on f16 hardware. Off by default
     /// because its products differ from the CPU backend's by ~1e-3
     /// relative, and the logits from llama.cpp's by more than llama.cpp's

@@ -11,7 +11,7 @@ const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
 const MATVEC: &str = include_str!("shaders/matvec.wgsl");
 const MATVEC32: &str = include_str!("shaders/matvec32.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
-const MATMUL_Q8: &str = include_str!("shaders/matmul_q8.wgsl");
+const MATMUL_F16: &str = include_str!("shaders/matmul_f16.wgsl");
 const EMBED: &str = include_str!("shaders/embed.wgsl");
 const QUANTIZE: &str = include_str!("shaders/quantize.wgsl");
 const QUANTIZE_Q8: &str = include_str!("shaders/quantize_q8.wgsl");
@@ -899,14 +899,13 @@ impl GpuBackend {
             && wgsl_name(w.ty).is_some_and(|t| INT_DOT_TYPES.contains(&t))
     }
 
-    /// Whether the product of `w` with `n_tokens` runs in the tiled kernel
-    /// on 8-bit activations (`matmul_q8.wgsl`): a prompt (the tiled
-    /// kernel), a type with 8-bit activations, and 8-bit activations kept
-    /// as integers on (see [`GpuBackend::set_int_dot`]).
-    fn tiled_q8_for(&self, w: &GpuWeight, n_tokens: usize) -> bool {
+    /// Whether the product of `w` with `n_tokens` runs in the f16 tiled
+    /// kernel, on 8-bit activations: a prompt (the tiled kernel), a type
+    /// with 8-bit activations, and f16 arithmetic on.
+    fn f16_tiled_for(&self, w: &GpuWeight, n_tokens: usize) -> bool {
         n_tokens > MV_TOKENS
             && w.cols.is_multiple_of(32)
-            && self.int_dot()
+            && self.f16()
             && wgsl_name(w.ty).is_some_and(|t| INT_DOT_TYPES.contains(&t))
     }
 
@@ -937,7 +936,7 @@ impl GpuBackend {
         need("matmul", "out", out.len, n_tokens * w.rows)?;
         match act_mode(w.ty) {
             Some(mode @ 0..=1)
-                if self.int_dot_for(w, n_tokens) || self.tiled_q8_for(w, n_tokens) =>
+                if self.int_dot_for(w, n_tokens) || self.f16_tiled_for(w, n_tokens) =>
             {
                 self.quantized(x, n_tokens * w.cols, PACKED_Q8_0 + mode)
             }
@@ -973,11 +972,9 @@ impl GpuBackend {
             return Ok(());
         }
         let tiled = n_tokens > MV_TOKENS && w.cols.is_multiple_of(32);
-        let q8 = self.tiled_q8_for(w, n_tokens);
-        let (kind, body) = if q8 && self.f16() {
-            ("matmul_f16", MATMUL_Q8)
-        } else if q8 {
-            ("matmul_q8", MATMUL_Q8)
+        let f16 = self.f16_tiled_for(w, n_tokens);
+        let (kind, body) = if f16 {
+            ("matmul_f16", MATMUL_F16)
         } else if tiled {
             ("matmul", MATMUL)
         } else {
@@ -995,12 +992,7 @@ impl GpuBackend {
             format!("{kind}_{ty_name}_{tpr}")
         };
         let pipe = self.ctx.pipeline(&key, || {
-            let src = with_deq(body, ty_name).replace("TPR", &format!("{tpr}u"));
-            match kind {
-                "matmul_f16" => format!("enable f16;\nalias FT = f16;\n{src}"),
-                "matmul_q8" => format!("alias FT = f32;\n{src}"),
-                _ => src,
-            }
+            with_deq(body, ty_name).replace("TPR", &format!("{tpr}u"))
         });
         for part in &w.parts {
             let mut p = [
@@ -1016,7 +1008,7 @@ impl GpuBackend {
             let binds = [Bind::Buf(&part.buf), Bind::Buf(&act), Bind::Buf(&out.buf)];
             if tiled {
                 p[2] = u32_of("matmul", n_tokens)?;
-                if q8 {
+                if f16 {
                     // The packed activations' scales follow their values.
                     p[5] = u32_of("matmul", n_tokens * w.cols / 4)?;
                 }
