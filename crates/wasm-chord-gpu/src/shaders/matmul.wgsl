@@ -3,6 +3,9 @@
 // workgroup memory as vec4s of 4 rows (or 4 tokens), so that each thread's
 // 4 x 4 outputs take two vector loads per step of k. Threads 0..127 decode
 // the weights (4 rows x 4 values each), threads 128..255 load activations.
+// The accumulators are four named vectors, not an array: an array indexed
+// by a loop variable can be placed in local memory by the driver, which
+// then reads and writes it at every step of k.
 // p: 0 rows of this part, 1 cols, 2 tokens, 3 rows of the output,
 //    4 first output row of this part, 5 unused, 6 bytes per row.
 
@@ -13,6 +16,35 @@
 
 var<workgroup> ws: array<array<vec4<f32>, 16>, 32>;
 var<workgroup> xs: array<array<vec4<f32>, 16>, 32>;
+
+// Values kk..kk+4 of weight row r (zero past the last row).
+fn wrow(r: u32, rows: u32, kk: u32) -> vec4<f32> {
+    if (r < rows) {
+        return deq4(r * p[6], kk);
+    }
+    return vec4<f32>(0.0);
+}
+
+// Values kk..kk+4 of token t's activations (zero past the last token).
+fn xrow(t: u32, nt: u32, nv: u32, kk: u32) -> vec4<f32> {
+    if (t < nt) {
+        return x[t * nv + kk / 4u];
+    }
+    return vec4<f32>(0.0);
+}
+
+// Writes one token's 4 outputs (rows r0 + 4 * lx ..).
+fn store(t: u32, r0: u32, lx: u32, v: vec4<f32>) {
+    if (t >= p[2]) {
+        return;
+    }
+    let r = r0 + 4u * lx;
+    let o = t * p[3] + p[4] + r;
+    if (r < p[0]) { y[o] = v.x; }
+    if (r + 1u < p[0]) { y[o + 1u] = v.y; }
+    if (r + 2u < p[0]) { y[o + 2u] = v.z; }
+    if (r + 3u < p[0]) { y[o + 3u] = v.w; }
+}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
@@ -25,53 +57,49 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
     let tid = l.y * 16u + l.x;
     let q = tid % 16u;
     let kq = (tid / 16u) % 8u;
-    var acc: array<vec4<f32>, 4>;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < cols; k0 += 32u) {
         let kk = k0 + kq * 4u;
-        var a: array<vec4<f32>, 4>;
         if (tid < 128u) {
-            for (var i = 0u; i < 4u; i++) {
-                let r = r0 + 4u * q + i;
-                if (r < rows && kk < cols) {
-                    a[i] = deq4(r * p[6], kk);
-                } else {
-                    a[i] = vec4<f32>(0.0);
-                }
-            }
-            for (var c = 0u; c < 4u; c++) {
-                ws[kq * 4u + c][q] = vec4<f32>(a[0][c], a[1][c], a[2][c], a[3][c]);
-            }
+            let r = r0 + 4u * q;
+            let a0 = wrow(r, rows, kk);
+            let a1 = wrow(r + 1u, rows, kk);
+            let a2 = wrow(r + 2u, rows, kk);
+            let a3 = wrow(r + 3u, rows, kk);
+            let b = kq * 4u;
+            ws[b][q] = vec4<f32>(a0.x, a1.x, a2.x, a3.x);
+            ws[b + 1u][q] = vec4<f32>(a0.y, a1.y, a2.y, a3.y);
+            ws[b + 2u][q] = vec4<f32>(a0.z, a1.z, a2.z, a3.z);
+            ws[b + 3u][q] = vec4<f32>(a0.w, a1.w, a2.w, a3.w);
         } else {
-            for (var i = 0u; i < 4u; i++) {
-                let t = t0 + 4u * q + i;
-                if (t < nt && kk < cols) {
-                    a[i] = x[t * nv + kk / 4u];
-                } else {
-                    a[i] = vec4<f32>(0.0);
-                }
-            }
-            for (var c = 0u; c < 4u; c++) {
-                xs[kq * 4u + c][q] = vec4<f32>(a[0][c], a[1][c], a[2][c], a[3][c]);
-            }
+            let t = t0 + 4u * q;
+            let a0 = xrow(t, nt, nv, kk);
+            let a1 = xrow(t + 1u, nt, nv, kk);
+            let a2 = xrow(t + 2u, nt, nv, kk);
+            let a3 = xrow(t + 3u, nt, nv, kk);
+            let b = kq * 4u;
+            xs[b][q] = vec4<f32>(a0.x, a1.x, a2.x, a3.x);
+            xs[b + 1u][q] = vec4<f32>(a0.y, a1.y, a2.y, a3.y);
+            xs[b + 2u][q] = vec4<f32>(a0.z, a1.z, a2.z, a3.z);
+            xs[b + 3u][q] = vec4<f32>(a0.w, a1.w, a2.w, a3.w);
         }
         workgroupBarrier();
         for (var k = 0u; k < 32u; k++) {
             let wv = ws[k][l.x];
             let xv = xs[k][l.y];
-            acc[0] += wv * xv.x;
-            acc[1] += wv * xv.y;
-            acc[2] += wv * xv.z;
-            acc[3] += wv * xv.w;
+            acc0 += wv * xv.x;
+            acc1 += wv * xv.y;
+            acc2 += wv * xv.z;
+            acc3 += wv * xv.w;
         }
         workgroupBarrier();
     }
-    for (var j = 0u; j < 4u; j++) {
-        let t = t0 + 4u * l.y + j;
-        for (var i = 0u; i < 4u; i++) {
-            let r = r0 + 4u * l.x + i;
-            if (t < nt && r < rows) {
-                y[t * p[3] + p[4] + r] = acc[j][i];
-            }
-        }
-    }
+    let t = t0 + 4u * l.y;
+    store(t, r0, l.x, acc0);
+    store(t + 1u, r0, l.x, acc1);
+    store(t + 2u, r0, l.x, acc2);
+    store(t + 3u, r0, l.x, acc3);
 }

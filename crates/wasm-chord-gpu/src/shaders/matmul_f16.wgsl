@@ -30,6 +30,44 @@ var<workgroup> xs: array<array<vec4<f16>, 16>, 32>;
 // Per group of 4 tokens: their scales for the current slice (x 128).
 var<workgroup> xsc: array<vec4<f32>, 16>;
 
+// Values kk..kk+4 of weight row r (zero past the last row).
+fn wrow(r: u32, rows: u32, kk: u32) -> vec4<f32> {
+    if (r < rows) {
+        return deq4(r * p[6], kk);
+    }
+    return vec4<f32>(0.0);
+}
+
+// Token t's 8-bit activations kk..kk+4, as q / 128 (zero past the last
+// token).
+fn xq(t: u32, nt: u32, nw: u32, kk: u32) -> vec4<f16> {
+    if (t < nt) {
+        return vec4<f16>(unpack4xI8(x[t * nw + kk / 4u])) * 0.0078125h;
+    }
+    return vec4<f16>(0.0h);
+}
+
+// Token t's scale of sub-block sb, times 128 (zero past the last token).
+fn xscale(t: u32, nt: u32, nsb: u32, sb: u32) -> f32 {
+    if (t < nt) {
+        return bitcast<f32>(x[p[5] + 2u * (t * nsb + sb)]) * 128.0;
+    }
+    return 0.0;
+}
+
+// Writes one token's 4 outputs (rows r0 + 4 * lx ..).
+fn store(t: u32, r0: u32, lx: u32, v: vec4<f32>) {
+    if (t >= p[2]) {
+        return;
+    }
+    let r = r0 + 4u * lx;
+    let o = t * p[3] + p[4] + r;
+    if (r < p[0]) { y[o] = v.x; }
+    if (r + 1u < p[0]) { y[o + 1u] = v.y; }
+    if (r + 2u < p[0]) { y[o + 2u] = v.z; }
+    if (r + 3u < p[0]) { y[o + 3u] = v.w; }
+}
+
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
     let rows = p[0];
@@ -42,66 +80,66 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
     let tid = l.y * 16u + l.x;
     let q = tid % 16u;
     let kq = (tid / 16u) % 8u;
-    var acc: array<vec4<f32>, 4>;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < cols; k0 += 32u) {
         let kk = k0 + kq * 4u;
+        let b = kq * 4u;
         if (tid < 128u) {
-            var a: array<vec4<f32>, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                let r = r0 + 4u * q + i;
-                if (r < rows) {
-                    a[i] = deq4(r * p[6], kk);
-                } else {
-                    a[i] = vec4<f32>(0.0);
-                }
-            }
-            for (var c = 0u; c < 4u; c++) {
-                ws[kq * 4u + c][q] = vec4<f16>(vec4<f32>(a[0][c], a[1][c], a[2][c], a[3][c]));
-            }
+            let r = r0 + 4u * q;
+            let a0 = vec4<f16>(wrow(r, rows, kk));
+            let a1 = vec4<f16>(wrow(r + 1u, rows, kk));
+            let a2 = vec4<f16>(wrow(r + 2u, rows, kk));
+            let a3 = vec4<f16>(wrow(r + 3u, rows, kk));
+            ws[b][q] = vec4<f16>(a0.x, a1.x, a2.x, a3.x);
+            ws[b + 1u][q] = vec4<f16>(a0.y, a1.y, a2.y, a3.y);
+            ws[b + 2u][q] = vec4<f16>(a0.z, a1.z, a2.z, a3.z);
+            ws[b + 3u][q] = vec4<f16>(a0.w, a1.w, a2.w, a3.w);
         } else {
-            var a: array<vec4<f16>, 4>;
-            var s = vec4<f32>(0.0);
-            for (var i = 0u; i < 4u; i++) {
-                let t = t0 + 4u * q + i;
-                if (t < nt) {
-                    a[i] = vec4<f16>(unpack4xI8(x[t * nw + kk / 4u])) * 0.0078125h;
-                    if (kq == 0u) {
-                        s[i] = bitcast<f32>(x[p[5] + 2u * (t * nsb + k0 / 32u)]) * 128.0;
-                    }
-                } else {
-                    a[i] = vec4<f16>(0.0h);
-                }
-            }
-            for (var c = 0u; c < 4u; c++) {
-                xs[kq * 4u + c][q] = vec4<f16>(a[0][c], a[1][c], a[2][c], a[3][c]);
-            }
+            let t = t0 + 4u * q;
+            let a0 = xq(t, nt, nw, kk);
+            let a1 = xq(t + 1u, nt, nw, kk);
+            let a2 = xq(t + 2u, nt, nw, kk);
+            let a3 = xq(t + 3u, nt, nw, kk);
+            xs[b][q] = vec4<f16>(a0.x, a1.x, a2.x, a3.x);
+            xs[b + 1u][q] = vec4<f16>(a0.y, a1.y, a2.y, a3.y);
+            xs[b + 2u][q] = vec4<f16>(a0.z, a1.z, a2.z, a3.z);
+            xs[b + 3u][q] = vec4<f16>(a0.w, a1.w, a2.w, a3.w);
             if (kq == 0u) {
-                xsc[q] = s;
+                let sb = k0 / 32u;
+                xsc[q] = vec4<f32>(
+                    xscale(t, nt, nsb, sb),
+                    xscale(t + 1u, nt, nsb, sb),
+                    xscale(t + 2u, nt, nsb, sb),
+                    xscale(t + 3u, nt, nsb, sb),
+                );
             }
         }
         workgroupBarrier();
-        var h: array<vec4<f16>, 4>;
+        var h0 = vec4<f16>(0.0h);
+        var h1 = vec4<f16>(0.0h);
+        var h2 = vec4<f16>(0.0h);
+        var h3 = vec4<f16>(0.0h);
         for (var k = 0u; k < 32u; k++) {
             let wv = ws[k][l.x];
             let xv = xs[k][l.y];
-            h[0] = fma(wv, vec4<f16>(xv.x), h[0]);
-            h[1] = fma(wv, vec4<f16>(xv.y), h[1]);
-            h[2] = fma(wv, vec4<f16>(xv.z), h[2]);
-            h[3] = fma(wv, vec4<f16>(xv.w), h[3]);
+            h0 = fma(wv, vec4<f16>(xv.x), h0);
+            h1 = fma(wv, vec4<f16>(xv.y), h1);
+            h2 = fma(wv, vec4<f16>(xv.z), h2);
+            h3 = fma(wv, vec4<f16>(xv.w), h3);
         }
         let sc = xsc[l.y];
-        for (var j = 0u; j < 4u; j++) {
-            acc[j] += vec4<f32>(h[j]) * sc[j];
-        }
+        acc0 += vec4<f32>(h0) * sc.x;
+        acc1 += vec4<f32>(h1) * sc.y;
+        acc2 += vec4<f32>(h2) * sc.z;
+        acc3 += vec4<f32>(h3) * sc.w;
         workgroupBarrier();
     }
-    for (var j = 0u; j < 4u; j++) {
-        let t = t0 + 4u * l.y + j;
-        for (var i = 0u; i < 4u; i++) {
-            let r = r0 + 4u * l.x + i;
-            if (t < nt && r < rows) {
-                y[t * p[3] + p[4] + r] = acc[j][i];
-            }
-        }
-    }
+    let t = t0 + 4u * l.y;
+    store(t, r0, l.x, acc0);
+    store(t + 1u, r0, l.x, acc1);
+    store(t + 2u, r0, l.x, acc2);
+    store(t + 3u, r0, l.x, acc3);
 }
