@@ -21,7 +21,6 @@
 
 const WG: u32 = 256u;
 const RP: u32 = WG / T;
-const NQ: u32 = (HD4 + T - 1u) / T;
 const RL: u32 = WG / HD4;
 const NEG: f32 = -3.0e38;
 var<workgroup> sc: array<f32, MAXR>;
@@ -34,6 +33,22 @@ fn f16r(x: f32) -> f32 {
 
 fn f16r4(x: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(unpack2x16float(pack2x16float(x.xy)), unpack2x16float(pack2x16float(x.zw)));
+}
+
+// Vec4 d of q's head at qo, rounded to f16 (zero past the head).
+fn qload(qo: u32, d: u32) -> vec4<f32> {
+    if (d < HD4) {
+        return f16r4(q[qo + d]);
+    }
+    return vec4<f32>(0.0);
+}
+
+// Vec4 d of the K row at ko (zero past the head).
+fn kload(ko: u32, d: u32) -> vec4<f32> {
+    if (d < HD4) {
+        return k[ko + d];
+    }
+    return vec4<f32>(0.0);
 }
 
 // Maximum (max_not_sum) or sum over the workgroup.
@@ -70,25 +85,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let cap = bitcast<f32>(p[6]);
     let r = lid / T;
     let lane = lid % T;
-    // q rounded to f16 as ggml's f16 K·q product does.
-    var qv: array<vec4<f32>, NQ>;
-    for (var i = 0u; i < NQ; i++) {
-        let d = lane + i * T;
-        if (d < HD4) {
-            qv[i] = f16r4(q[idx * HD4 + d]);
-        }
-    }
+    // q rounded to f16 as ggml's f16 K·q product does; the lane's (at
+    // most four) vec4s in named vectors, not an array indexed in a loop
+    // (which a driver may place in local memory).
+    let qo = idx * HD4;
+    let q0 = qload(qo, lane);
+    let q1 = qload(qo, lane + T);
+    let q2 = qload(qo, lane + 2u * T);
+    let q3 = qload(qo, lane + 3u * T);
     for (var j0 = 0u; j0 < n; j0 += RP) {
         let j = j0 + r;
         let jc = min(j, n - 1u);
         let ko = jc * kvw + kvh * HD4;
-        var acc = vec4<f32>(0.0);
-        for (var i = 0u; i < NQ; i++) {
-            let d = lane + i * T;
-            if (d < HD4) {
-                acc += qv[i] * k[ko + d];
-            }
-        }
+        let acc = q0 * kload(ko, lane) + q1 * kload(ko, lane + T)
+            + q2 * kload(ko, lane + 2u * T) + q3 * kload(ko, lane + 3u * T);
         var s = lane_sum(lid, (acc.x + acc.y) + (acc.z + acc.w));
         if (j < n && lane == 0u) {
             s *= scale;
