@@ -206,7 +206,8 @@ impl GpuBackend {
     }
 
     /// Decoding attention over at most [`ONE_MAX_ROWS`] rows in one
-    /// dispatch (`attn_one.wgsl`), one workgroup per (token, head).
+    /// dispatch (`attn_one.wgsl`), one workgroup per (token, head, slice of
+    /// the head's dimensions).
     fn attention_one(
         &self,
         q: &GpuBuffer,
@@ -232,7 +233,15 @@ impl GpuBackend {
         // Threads per row: at most four vec4 loads each.
         let t = hd4.div_ceil(4).next_power_of_two().min(16);
         let sg = self.subgroup_width() >= t && !cfg!(target_arch = "wasm32");
-        let key = format!("attn_one_{t}_{hd4}{}", if sg { "_sg" } else { "" });
+        // Slices of the head's dimensions per (token, head): halved (from
+        // the whole head) until there are 32 workgroups or slices of two
+        // vec4s, so that few heads (Gemma 3's 4) still spread the
+        // probabilities·V loop over several workgroups.
+        let mut sl = hd4;
+        while items * (hd4 / sl) < 32 && sl % 2 == 0 && sl > 2 {
+            sl /= 2;
+        }
+        let key = format!("attn_one_{t}_{hd4}_{sl}{}", if sg { "_sg" } else { "" });
         // (Native only: naga takes the subgroup builtins without the
         // `enable subgroups;` that browsers require.)
         let pipe = self.ctx.pipeline(&key, || {
@@ -242,7 +251,7 @@ impl GpuBackend {
                 LANE_SUM_SHARED
             };
             format!(
-                "const T: u32 = {t}u;\nconst HD4: u32 = {hd4}u;\n\
+                "const T: u32 = {t}u;\nconst HD4: u32 = {hd4}u;\nconst SL: u32 = {sl}u;\n\
                  const MAXR: u32 = {ONE_MAX_ROWS}u;\n{lane_sum}\n{ATTN_ONE}"
             )
         });
@@ -259,7 +268,7 @@ impl GpuBackend {
                 Bind::Buf(&out.buf),
             ],
             (
-                1,
+                (hd4 / sl) as u32,
                 items.min(MAX_GROUPS as usize) as u32,
                 items.div_ceil(MAX_GROUPS as usize) as u32,
             ),

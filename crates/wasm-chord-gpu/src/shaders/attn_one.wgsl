@@ -1,13 +1,16 @@
 // Decoding attention over a short cache in one kernel: one workgroup per
-// (token, head) computes the scores of all its rows into workgroup memory,
-// the softmax, then f16(p_j) · V_j over all rows and every dimension of
-// the head, with the arithmetic of `attn_scores.wgsl` + `attn_out.wgsl`.
+// (token, head, slice of SL vec4s of the head's dimensions) computes the
+// scores of all its rows into workgroup memory (every slice of a head the
+// same ones: cheap next to the latency it saves), the softmax, then
+// f16(p_j) · V_j over all rows for its slice, with the arithmetic of
+// `attn_scores.wgsl` + `attn_out.wgsl`.
 // Scores: T threads per row (a power of two, each takes the vec4s
 // d ≡ lane mod T, at most four, q's held in registers), 256 / T rows per
 // step, the lanes added by `lane_sum` (subgroup shuffles, or workgroup
-// memory). Output: each of RL = 256 / HD4 row lanes takes every HD4-th row
-// for the thread's vec4 of the head, then the lanes are added.
+// memory). Output: each of RL = 256 / SL row lanes takes every RL-th row
+// for the thread's vec4 of the slice, then the lanes are added.
 // Prepended by the host: `const T: u32`, `const HD4: u32` (head_dim / 4),
+// `const SL: u32` (a divisor of HD4),
 // `const MAXR: u32` (the most rows) and `lane_sum`.
 // p: 0 tokens, 1 heads, 2 kv heads, 3 head_dim, 4 cache rows (≤ MAXR),
 //    5 scale, 6 softcap (0: none), 7 window (0: none).
@@ -21,7 +24,7 @@
 
 const WG: u32 = 256u;
 const RP: u32 = WG / T;
-const RL: u32 = WG / HD4;
+const RL: u32 = WG / SL;
 const NEG: f32 = -3.0e38;
 var<workgroup> sc: array<f32, MAXR>;
 var<workgroup> red: array<f32, 256>;
@@ -128,14 +131,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         sc[j] = select(0.0, f16r(exp(s - m) * inv), s > NEG);
     }
     workgroupBarrier();
-    let dv = lid % HD4;
-    let rl = lid / HD4;
+    let dv = wid.x * SL + lid % SL;
+    let rl = lid / SL;
     let vb = kvh * HD4 + dv;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
-    // Threads past RL row lanes (when HD4 does not divide 256) sit out.
+    // Threads past RL row lanes (when SL does not divide 256) sit out.
     var j = select(n, rl, rl < RL);
     for (; j + 3u * RL < n; j += 4u * RL) {
         a0 += sc[j] * v[j * kvw + vb];
@@ -148,11 +151,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     accs[lid] = (a0 + a1) + (a2 + a3);
     workgroupBarrier();
-    if (lid < HD4) {
+    if (lid < SL) {
         var s = vec4<f32>(0.0);
         for (var i = 0u; i < RL; i++) {
-            s += accs[i * HD4 + lid];
+            s += accs[i * SL + lid];
         }
-        o[idx * HD4 + lid] = s;
+        o[idx * HD4 + dv] = s;
     }
 }
