@@ -167,8 +167,7 @@ pub(crate) fn grid64(n: u64) -> ((u32, u32, u32), u32) {
 
 fn with_deq(body: &str, ty: &str) -> String {
     format!(
-        "{body}\n{DEQUANT}\nfn deq4(base: u32, i: u32) -> vec4<f32> {{ return deq4_{ty}(base, i); }}\n\
-         fn deq32(base: u32, i: u32) -> array<vec4<f32>, 8> {{ return deq32_{ty}(base, i); }}\n"
+        "{body}\n{DEQUANT}\nfn deq4(base: u32, i: u32) -> vec4<f32> {{ return deq4_{ty}(base, i); }}\n"
     )
 }
 
@@ -445,25 +444,39 @@ fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
             );
             continue;
         }
+        // Up to 8 tokens: each 4 decoded values are multiplied with every
+        // token's as they are decoded. The per-token sums are named
+        // variables, not an array indexed by the token loop: drivers may
+        // place such an array in local memory (it cost the tiled kernel 5x
+        // on NVIDIA).
+        let mut body = String::new();
+        for t in 0..8 {
+            body += &format!(
+                "            if (nt > {t}u) {{ d{t} += w4 * x{xs}[xo + {t}u * nv + k]; }}\n"
+            );
+        }
+        let decl: String = (0..8)
+            .map(|t| format!("        var d{t} = vec4<f32>(0.0);\n"))
+            .collect();
+        let add: String = (0..8)
+            .map(|t| format!("        a{t} += (d{t}.x + d{t}.y) + (d{t}.z + d{t}.w);\n"))
+            .collect();
         dots += &format!(
             "
 fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
-    var acc: array<f32, 8>;
+    var a0 = 0.0; var a1 = 0.0; var a2 = 0.0; var a3 = 0.0;
+    var a4 = 0.0; var a5 = 0.0; var a6 = 0.0; var a7 = 0.0;
     let base = r * p[{rb}u];
     let nv = p[0] / 4u;
     let nsb = p[0] / 32u;
     for (var sb = lane; sb < nsb; sb += TPR) {{
-        let wv = deq32_{ty}_{s}(base, sb * 32u);
-        for (var t = 0u; t < nt; t++) {{
-            let xo = (t0 + t) * nv + sb * 8u;
-            var d = vec4<f32>(0.0);
-            for (var k = 0u; k < 8u; k++) {{
-                d += wv[k] * x{xs}[xo + k];
-            }}
-            acc[t] += (d.x + d.y) + (d.z + d.w);
-        }}
-    }}
-    return acc;
+        let sbi = sb_{ty}_{s}(base, sb * 32u);
+        let xo = t0 * nv + sb * 8u;
+{decl}        for (var k = 0u; k < 8u; k++) {{
+            let w4 = sbv_{ty}_{s}(sbi, k);
+{body}        }}
+{add}    }}
+    return array<f32, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
 }}
 "
         );

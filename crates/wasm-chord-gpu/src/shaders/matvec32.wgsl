@@ -6,9 +6,10 @@
 // TPR threads share a row (a power of two near the row's number of
 // sub-blocks, so that a long row is not walked by a few threads one
 // sub-block after another), WG / TPR rows per workgroup. Each thread
-// decodes a whole sub-block at a time (its scales once, eight vec4s) and
-// dots it with every token. The host generates, per weight S, the binding
-// `wS` with its decoders (`deq32_S`), the input `xS` (activations rounded
+// takes a whole sub-block at a time (its scales once, then four values at
+// a time) and dots it with every token. The host generates, per weight S,
+// the binding `wS` with its decoders (`sb_S`/`sbv_S`, or `idot_S` on 8-bit
+// activations), the input `xS` (activations rounded
 // for that weight's type), the output `yS` and `dot_S`, and one of three
 // reductions of a row's TPR partial sums (see `reduce`).
 //
