@@ -271,8 +271,10 @@ fn main() {
                     "one compute pass per submission"
                 }
             );
-            // Warm-up (pipeline compilation), then the timed repetitions.
-            run_once(&model, a.pp.min(64), 4, 99, a.fresh);
+            // Warm-up with the timed shapes (so that every pipeline they
+            // use, the prompt's attention included, is compiled before
+            // timing), then the timed repetitions.
+            run_once(&model, a.pp, 4, 99, a.fresh);
             let (c0, s0, r0, w0) = backend.counters();
             let h0 = backend.host_counters();
             let mut pp = Vec::new();
