@@ -82,6 +82,21 @@ const TOPK_CHUNK: usize = 1024;
 /// Largest k the device top-k takes (larger ones sort on the host).
 const TOPK_MAX: usize = 256;
 
+/// The parameter words the attention kernels share: tokens, heads, kv
+/// heads, head_dim, cache rows, scale, soft-cap (0: none), window (0: none).
+fn attn_params(p: &AttentionParams<'_>, n_slots: usize) -> Result<[u32; 8]> {
+    Ok([
+        u32_of("attention", p.query_positions.len())?,
+        u32_of("attention", p.n_heads)?,
+        u32_of("attention", p.n_kv_heads)?,
+        u32_of("attention", p.head_dim)?,
+        u32_of("attention", n_slots)?,
+        p.scale.to_bits(),
+        p.softcap.unwrap_or(0.0).to_bits(),
+        p.window.unwrap_or(0),
+    ])
+}
+
 impl GpuBackend {
     pub(crate) fn op_attention(
         &self,
@@ -137,18 +152,8 @@ impl GpuBackend {
             items.min(MAX_GROUPS as usize) as u32,
             items.div_ceil(MAX_GROUPS as usize) as u32,
         );
-        let params = [
-            u32_of("attention", n_tok)?,
-            u32_of("attention", nh)?,
-            u32_of("attention", nkv)?,
-            u32_of("attention", hd)?,
-            u32_of("attention", n_slots)?,
-            p.scale.to_bits(),
-            p.softcap.unwrap_or(0.0).to_bits(),
-            p.window.unwrap_or(0),
-            splits as u32,
-            u32_of("attention", per)?,
-        ];
+        let mut params = attn_params(p, n_slots)?.to_vec();
+        params.extend([splits as u32, u32_of("attention", per)?]);
         let _guard = self.scratch_lock.lock().unwrap_or_else(|e| e.into_inner());
         let stats = self.scratch("attn_stats", (items * splits * 8) as u64)?;
         let pipe = self
@@ -220,16 +225,7 @@ impl GpuBackend {
         let (nh, hd) = (p.n_heads, p.head_dim);
         let items = p.query_positions.len() * nh;
         let hd4 = hd / 4;
-        let params = [
-            u32_of("attention", p.query_positions.len())?,
-            u32_of("attention", nh)?,
-            u32_of("attention", p.n_kv_heads)?,
-            u32_of("attention", hd)?,
-            u32_of("attention", kpos.len())?,
-            p.scale.to_bits(),
-            p.softcap.unwrap_or(0.0).to_bits(),
-            p.window.unwrap_or(0),
-        ];
+        let params = attn_params(p, kpos.len())?;
         // Threads per row: at most four vec4 loads each.
         let t = hd4.div_ceil(4).next_power_of_two().min(16);
         let sg = self.subgroup_width() >= t && !cfg!(target_arch = "wasm32");
@@ -294,16 +290,7 @@ impl GpuBackend {
         let n_slots = kpos.len();
         let items = n_tok * nh;
         let hd4 = hd / 4;
-        let params = [
-            u32_of("attention", n_tok)?,
-            u32_of("attention", nh)?,
-            u32_of("attention", p.n_kv_heads)?,
-            u32_of("attention", hd)?,
-            u32_of("attention", n_slots)?,
-            p.scale.to_bits(),
-            p.softcap.unwrap_or(0.0).to_bits(),
-            p.window.unwrap_or(0),
-        ];
+        let params = attn_params(p, n_slots)?;
         let (gy, gz) = (
             items.min(MAX_GROUPS as usize) as u32,
             items.div_ceil(MAX_GROUPS as usize) as u32,

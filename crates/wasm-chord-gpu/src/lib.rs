@@ -226,6 +226,24 @@ pub struct GpuBackend {
     use_f16: AtomicBool,
 }
 
+/// Marks the buffers `qk_rope` writes as changed: the outputs with QK-norm,
+/// else q and k themselves.
+fn touch_rotated(
+    normed: bool,
+    q: &mut GpuBuffer,
+    k: &mut GpuBuffer,
+    q_out: &mut GpuBuffer,
+    k_out: &mut GpuBuffer,
+) {
+    if normed {
+        q_out.touch();
+        k_out.touch();
+    } else {
+        q.touch();
+        k.touch();
+    }
+}
+
 /// Whether `WASM_CHORD_GPU_F16` asks for f16 arithmetic ("1" or "true").
 fn f16_from_env() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
@@ -700,13 +718,7 @@ impl Backend for GpuBackend {
         params: &RopeParams<'_>,
         q_scale: Option<f32>,
     ) -> Result<()> {
-        if norms.is_some() {
-            q_out.touch();
-            k_out.touch();
-        } else {
-            q.touch();
-            k.touch();
-        }
+        touch_rotated(norms.is_some(), q, k, q_out, k_out);
         self.op_qk_rope(
             q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params, q_scale,
             None,
@@ -731,13 +743,7 @@ impl Backend for GpuBackend {
         v_dst: &mut GpuBuffer,
         rows: &[usize],
     ) -> Result<()> {
-        if norms.is_some() {
-            q_out.touch();
-            k_out.touch();
-        } else {
-            q.touch();
-            k.touch();
-        }
+        touch_rotated(norms.is_some(), q, k, q_out, k_out);
         k_dst.touch();
         v_dst.touch();
         let kv = ops::KvRows {

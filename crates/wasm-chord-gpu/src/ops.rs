@@ -12,6 +12,7 @@ const MATVEC: &str = include_str!("shaders/matvec.wgsl");
 const MATVEC32: &str = include_str!("shaders/matvec32.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const MATMUL_F16: &str = include_str!("shaders/matmul_f16.wgsl");
+const TILE_IO: &str = include_str!("shaders/tile_io.wgsl");
 const EMBED: &str = include_str!("shaders/embed.wgsl");
 const QUANTIZE: &str = include_str!("shaders/quantize.wgsl");
 const QUANTIZE_Q8: &str = include_str!("shaders/quantize_q8.wgsl");
@@ -1005,7 +1006,11 @@ impl GpuBackend {
             format!("{kind}_{ty_name}_{tpr}")
         };
         let pipe = self.ctx.pipeline(&key, || {
-            with_deq(body, ty_name).replace("TPR", &format!("{tpr}u"))
+            if tiled {
+                with_deq(&format!("{body}\n{TILE_IO}"), ty_name)
+            } else {
+                with_deq(body, ty_name).replace("TPR", &format!("{tpr}u"))
+            }
         });
         for part in &w.parts {
             let mut p = [

@@ -5,7 +5,8 @@
 // the weights (4 rows x 4 values each), threads 128..255 load activations.
 // The accumulators are four named vectors, not an array: an array indexed
 // by a loop variable can be placed in local memory by the driver, which
-// then reads and writes it at every step of k.
+// then reads and writes it at every step of k. `wrow` and `store` are in
+// `tile_io.wgsl`, which the host appends.
 // p: 0 rows of this part, 1 cols, 2 tokens, 3 rows of the output,
 //    4 first output row of this part, 5 unused, 6 bytes per row.
 
@@ -17,33 +18,12 @@
 var<workgroup> ws: array<array<vec4<f32>, 16>, 32>;
 var<workgroup> xs: array<array<vec4<f32>, 16>, 32>;
 
-// Values kk..kk+4 of weight row r (zero past the last row).
-fn wrow(r: u32, rows: u32, kk: u32) -> vec4<f32> {
-    if (r < rows) {
-        return deq4(r * p[6], kk);
-    }
-    return vec4<f32>(0.0);
-}
-
 // Values kk..kk+4 of token t's activations (zero past the last token).
 fn xrow(t: u32, nt: u32, nv: u32, kk: u32) -> vec4<f32> {
     if (t < nt) {
         return x[t * nv + kk / 4u];
     }
     return vec4<f32>(0.0);
-}
-
-// Writes one token's 4 outputs (rows r0 + 4 * lx ..).
-fn store(t: u32, r0: u32, lx: u32, v: vec4<f32>) {
-    if (t >= p[2]) {
-        return;
-    }
-    let r = r0 + 4u * lx;
-    let o = t * p[3] + p[4] + r;
-    if (r < p[0]) { y[o] = v.x; }
-    if (r + 1u < p[0]) { y[o + 1u] = v.y; }
-    if (r + 2u < p[0]) { y[o + 2u] = v.z; }
-    if (r + 3u < p[0]) { y[o + 3u] = v.w; }
 }
 
 @compute @workgroup_size(16, 16)

@@ -14,6 +14,7 @@
 // with the f32 path to ~1e-3 relative, as llama.cpp's f16 Vulkan kernels
 // do with its f32 ones.
 //
+// `wrow` and `store` are in `tile_io.wgsl`, which the host appends.
 // p: 0 rows of this part, 1 cols, 2 tokens, 3 rows of the output,
 //    4 first output row of this part, 5 first scale word of x (values / 4),
 //    6 bytes per row.
@@ -30,14 +31,6 @@ var<workgroup> xs: array<array<vec4<f16>, 16>, 32>;
 // Per group of 4 tokens: their scales for the current slice (x 128).
 var<workgroup> xsc: array<vec4<f32>, 16>;
 
-// Values kk..kk+4 of weight row r (zero past the last row).
-fn wrow(r: u32, rows: u32, kk: u32) -> vec4<f32> {
-    if (r < rows) {
-        return deq4(r * p[6], kk);
-    }
-    return vec4<f32>(0.0);
-}
-
 // Token t's 8-bit activations kk..kk+4, as q / 128 (zero past the last
 // token).
 fn xq(t: u32, nt: u32, nw: u32, kk: u32) -> vec4<f16> {
@@ -53,19 +46,6 @@ fn xscale(t: u32, nt: u32, nsb: u32, sb: u32) -> f32 {
         return bitcast<f32>(x[p[5] + 2u * (t * nsb + sb)]) * 128.0;
     }
     return 0.0;
-}
-
-// Writes one token's 4 outputs (rows r0 + 4 * lx ..).
-fn store(t: u32, r0: u32, lx: u32, v: vec4<f32>) {
-    if (t >= p[2]) {
-        return;
-    }
-    let r = r0 + 4u * lx;
-    let o = t * p[3] + p[4] + r;
-    if (r < p[0]) { y[o] = v.x; }
-    if (r + 1u < p[0]) { y[o + 1u] = v.y; }
-    if (r + 2u < p[0]) { y[o + 2u] = v.z; }
-    if (r + 3u < p[0]) { y[o + 3u] = v.w; }
 }
 
 @compute @workgroup_size(16, 16)
