@@ -904,23 +904,23 @@ impl GpuBackend {
     }
 
     /// Whether the product of `w` with `n_tokens` takes 8-bit activations:
-    /// one token, in the matrix-vector kernel (rows of whole sub-blocks),
-    /// a type with an integer dot product, and packed dot products on.
+    /// one token, in the matrix-vector kernel, on a weight with 8-bit
+    /// products, and packed dot products on.
     fn int_dot_for(&self, w: &GpuWeight, n_tokens: usize) -> bool {
-        n_tokens == 1
-            && w.cols.is_multiple_of(32)
-            && self.int_dot()
-            && wgsl_name(w.ty).is_some_and(|t| INT_DOT_TYPES.contains(&t))
+        n_tokens == 1 && self.int_dot() && Self::int8_weight(w)
     }
 
     /// Whether the product of `w` with `n_tokens` runs in the f16 tiled
-    /// kernel, on 8-bit activations: a prompt (the tiled kernel), a type
-    /// with 8-bit activations, and f16 arithmetic on.
+    /// kernel, on 8-bit activations: a prompt (the tiled kernel), a weight
+    /// with 8-bit products, and f16 arithmetic on.
     fn f16_tiled_for(&self, w: &GpuWeight, n_tokens: usize) -> bool {
-        n_tokens > MV_TOKENS
-            && w.cols.is_multiple_of(32)
-            && self.f16()
-            && wgsl_name(w.ty).is_some_and(|t| INT_DOT_TYPES.contains(&t))
+        n_tokens > MV_TOKENS && self.f16() && Self::int8_weight(w)
+    }
+
+    /// Whether `w`'s rows are whole 32-value sub-blocks of a type with a
+    /// product on 8-bit activations (`dot_q8.wgsl`).
+    fn int8_weight(w: &GpuWeight) -> bool {
+        w.cols.is_multiple_of(32) && wgsl_name(w.ty).is_some_and(|t| INT_DOT_TYPES.contains(&t))
     }
 
     /// Whether the matrix-vector kernel takes `w` whole for `n_tokens`

@@ -19,6 +19,16 @@ macro_rules! gpu_or_skip {
     };
 }
 
+/// The weight types whose products take 8-bit activations.
+const INT8_TYPES: [GgmlType; 6] = [
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q5_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
 #[test]
 fn matmul_matches_cpu_for_every_type_and_batch_size() {
     let g = gpu_or_skip!();
@@ -137,17 +147,7 @@ fn one_token_products_with_int8_activations_match_cpu() {
     }
     let c = cpu();
     for (cols, rows) in [(512usize, 40usize), (1536, 24), (4096, 8)] {
-        for (i, ty) in [
-            GgmlType::Q8_0,
-            GgmlType::Q4_0,
-            GgmlType::Q5_0,
-            GgmlType::Q4_K,
-            GgmlType::Q5_K,
-            GgmlType::Q6_K,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (i, ty) in INT8_TYPES.into_iter().enumerate() {
             let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 90 + i as u64))]);
             let (wg, wc) = (weight(&g, &file, "w"), weight(&c, &file, "w"));
             let x = rand_vec(cols, 95 + i as u64);
@@ -205,17 +205,7 @@ fn prompt_products_in_f16_match_cpu_and_the_f32_kernel() {
     // Rows and tokens that fill whole tiles of 64 and that end inside one;
     // rows of one K-quant block and of several.
     for (cols, rows, n) in [(256usize, 40usize, 9usize), (1536, 130, 70), (4096, 64, 64)] {
-        for (i, ty) in [
-            GgmlType::Q8_0,
-            GgmlType::Q4_0,
-            GgmlType::Q5_0,
-            GgmlType::Q4_K,
-            GgmlType::Q5_K,
-            GgmlType::Q6_K,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (i, ty) in INT8_TYPES.into_iter().enumerate() {
             let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 70 + i as u64))]);
             let (wg, wc) = (weight(&g, &file, "w"), weight(&c, &file, "w"));
             // Activations of very different sizes per token, so that each
