@@ -25,7 +25,7 @@ use std::str::FromStr;
 #[cfg(feature = "candle")]
 use wasm_chord_candle::{CandleBackend, CandleDevice};
 use wasm_chord_core::backend::{
-    AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, TensorBytes,
+    AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, StepKey, TensorBytes,
 };
 use wasm_chord_core::gguf::TensorInfo;
 use wasm_chord_cpu::CpuBackend;
@@ -404,6 +404,32 @@ impl Backend for AnyBackend {
             Inner::Gpu(b) => b.run_pass(f),
             #[cfg(feature = "candle")]
             Inner::Candle(b) => b.run_pass(f),
+        }
+    }
+
+    fn run_step<E: From<BackendError> + Send>(
+        &self,
+        key: &StepKey,
+        f: impl FnOnce() -> std::result::Result<Option<AnyBuffer>, E> + Send,
+    ) -> std::result::Result<Option<AnyBuffer>, E> {
+        match &self.inner {
+            // The Candle backend records and replays passes: it sees its own
+            // buffers, so f's result is unwrapped on the way in.
+            #[cfg(feature = "candle")]
+            Inner::Candle(b) => b
+                .run_step(key, || {
+                    f()?.map(|buf| match buf {
+                        AnyBuffer::Candle(c) => Ok(c),
+                        #[allow(unreachable_patterns)]
+                        _ => Err(E::from(mixed("run_step"))),
+                    })
+                    .transpose()
+                })
+                .map(|o| o.map(AnyBuffer::Candle)),
+            _ => {
+                let _ = key;
+                self.run_pass(f)
+            }
         }
     }
 

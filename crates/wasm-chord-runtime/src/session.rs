@@ -5,8 +5,12 @@ use crate::error::{Result, RuntimeError};
 use crate::kv_cache::KvCache;
 use crate::model::Model;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use wasm_chord_core::backend::{AttentionParams, Backend, RopeParams};
+use wasm_chord_core::backend::{AttentionParams, Backend, RopeParams, StepKey};
+
+/// Ids for [`StepKey::cache_id`]: one per session (each owns its cache).
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Sizes of a session.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +79,8 @@ pub struct Session<'m, B: Backend> {
     n_past: usize,
     /// The tokens whose keys and values are in the cache, in order.
     history: Vec<u32>,
+    /// This session's [`StepKey::cache_id`].
+    cache_id: u64,
 }
 
 impl<B: Backend> Session<'static, B> {
@@ -114,6 +120,7 @@ impl<'m, B: Backend> Session<'m, B> {
             cache,
             n_past: 0,
             history: Vec::new(),
+            cache_id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -289,10 +296,16 @@ impl<'m, B: Backend> Session<'m, B> {
     /// stay on the device (`None` when `rows == 0`).
     fn batch(&mut self, tokens: &[u32], rows: usize) -> Result<Option<B::Buffer>> {
         let backend = Arc::clone(&self.model.backend);
-        backend.run_pass(|| self.batch_on_backend(tokens, rows))
+        let key = StepKey {
+            cache_id: self.cache_id,
+            n_tokens: tokens.len(),
+            logits_rows: rows,
+            pos_end: self.n_past + tokens.len(),
+        };
+        backend.run_step(&key, || self.batch_on_backend(tokens, rows))
     }
 
-    /// [`Session::batch`]'s body, run inside [`Backend::run_pass`].
+    /// [`Session::batch`]'s body, run inside [`Backend::run_step`].
     fn batch_on_backend(&mut self, tokens: &[u32], rows: usize) -> Result<Option<B::Buffer>> {
         let m: &Model<B> = &self.model;
         let be = &*m.backend;

@@ -183,6 +183,21 @@ pub struct AttentionParams<'a> {
     pub cache_positions: &'a [Option<u32>],
 }
 
+/// What fixes the sequence of calls of one forward pass of a session, for
+/// [`Backend::run_step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StepKey {
+    /// Unique to the session's KV cache (the pass writes into it).
+    pub cache_id: u64,
+    /// Tokens in the pass.
+    pub n_tokens: usize,
+    /// Rows of logits the pass computes.
+    pub logits_rows: usize,
+    /// Positions held after the pass (cached positions plus `n_tokens`):
+    /// attention reads the cache rows up to here.
+    pub pos_end: usize,
+}
+
 /// A compute device that can run transformer forward passes.
 pub trait Backend: Send + Sync + 'static {
     /// Activations on the device: a flat f32 array.
@@ -496,6 +511,29 @@ pub trait Backend: Send + Sync + 'static {
     /// being handed over from the caller's thread and waited for.
     fn run_pass<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         f()
+    }
+
+    /// Runs one forward pass of a session, `f`, that returns its logits
+    /// (`None` when it computes none). The default is
+    /// [`Backend::run_pass`].
+    ///
+    /// A backend may record the device work of such a pass once and
+    /// replay it for later passes with the same [`StepKey`] (the Candle
+    /// backend does, as a CUDA graph, for one-token passes). The caller
+    /// promises that the calls `f` makes, their order and their sizes
+    /// depend on nothing but the key and the session's fixed shapes; only
+    /// the host values handed to the calls (token ids, positions, cache
+    /// rows and their positions) change between passes of one key. While
+    /// replaying, the backend runs `f` only to collect those values, so
+    /// `f` must not read buffers back. The logits buffer returned is the
+    /// caller's own, as from any other pass.
+    fn run_step<E: From<BackendError> + Send>(
+        &self,
+        key: &StepKey,
+        f: impl FnOnce() -> std::result::Result<Option<Self::Buffer>, E> + Send,
+    ) -> std::result::Result<Option<Self::Buffer>, E> {
+        let _ = key;
+        self.run_pass(f)
     }
 
     /// Index of the largest of the first `n` values (ties: lowest index).
