@@ -25,14 +25,16 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod composed;
+mod graph;
 mod ops;
 mod weight;
 
 use candle_core::{DType, Device, Tensor};
+use std::mem::ManuallyDrop;
 use std::sync::{Arc, Mutex};
 use wasm_chord_core::backend::composed as composed_ops;
 use wasm_chord_core::backend::{
-    AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, TensorBytes,
+    AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, StepKey, TensorBytes,
 };
 use wasm_chord_core::gguf::TensorInfo;
 
@@ -56,6 +58,9 @@ pub struct CandleBackend {
     kind: CandleDevice,
     small: Arc<Mutex<SmallTensors>>,
     composed: bool,
+    /// Decode-step graphs (module `graph`): their store and the pass in
+    /// progress.
+    graphs: Arc<Mutex<graph::Graphs>>,
 }
 
 /// Recently uploaded small index vectors (positions, cache slots, RoPE
@@ -70,12 +75,26 @@ const SMALL_TENSORS: usize = 8;
 
 /// Activations on a candle device: a 1-D f32 tensor.
 #[derive(Debug, Clone)]
-pub struct CandleBuffer(Tensor);
+pub struct CandleBuffer(ManuallyDrop<Tensor>);
 
 impl CandleBuffer {
-    /// The underlying tensor.
+    fn new(t: Tensor) -> Self {
+        Self(ManuallyDrop::new(t))
+    }
+
+    /// The tensor (a 1-D f32 vector on the backend's device).
     pub fn tensor(&self) -> &Tensor {
         &self.0
+    }
+}
+
+impl Drop for CandleBuffer {
+    fn drop(&mut self) {
+        // Freeing device memory is stream work: on CUDA it must not reach
+        // the stream while another thread records a graph (module `graph`).
+        let _g = self.0.device().is_cuda().then(|| graph::STREAM.lock());
+        // SAFETY: the tensor is dropped once, here, and not used after.
+        unsafe { ManuallyDrop::drop(&mut self.0) }
     }
 }
 
@@ -117,6 +136,7 @@ impl CandleBackend {
             device,
             kind: dev,
             small: Arc::default(),
+            graphs: Arc::new(Mutex::new(graph::Graphs::new(dev))),
             // Metal has no custom kernels yet.
             composed: matches!(dev, CandleDevice::Metal(_)),
         })
@@ -198,12 +218,89 @@ impl CandleBackend {
         r.map_err(|e| candle_err(op, e))
     }
 
+    /// Holds [`graph::STREAM`] on CUDA, for one Backend call.
+    fn guard(&self) -> Option<parking_lot::ReentrantMutexGuard<'static, ()>> {
+        self.device.is_cuda().then(|| graph::STREAM.lock())
+    }
+
+    fn graphs(&self, op: &'static str) -> Result<std::sync::MutexGuard<'_, graph::Graphs>> {
+        self.graphs
+            .lock()
+            .map_err(|_| shape(op, "graph store poisoned".into()))
+    }
+
+    /// Whether decode steps run as CUDA graphs (on CUDA by default;
+    /// `WASMCHORD_CUDA_GRAPHS=0` turns them off).
+    pub fn graphs_enabled(&self) -> bool {
+        self.graphs.lock().is_ok_and(|g| !g.off)
+    }
+
+    /// Turns decode-step graphs on or off (on CUDA only; elsewhere they
+    /// stay off). Graphs recorded so far are dropped.
+    pub fn set_graphs(&self, on: bool) {
+        if let Ok(mut g) = self.graphs.lock() {
+            g.set(on && self.device.is_cuda());
+        }
+    }
+
+    /// A host vector handed to a kernel. Outside a graph step this is
+    /// [`Self::small`] (or a fresh upload); in one, the values are also
+    /// staged for the step's arena, and while recording or replaying the
+    /// kernel reads them from the arena (module `graph`).
+    fn param(&self, op: &'static str, data: graph::Host<'_>) -> Result<Tensor> {
+        let view = {
+            let mut g = self.graphs(op)?;
+            match g.step.as_mut() {
+                None => None,
+                Some(st) => st.stage(op, data).map_err(|e| candle_err(op, e))?,
+            }
+        };
+        match (view, data) {
+            (Some(v), _) => Ok(v),
+            (None, graph::Host::U32(bits)) => self.small(op, bits, DType::U32),
+            (None, graph::Host::F32Bits(bits)) => self.small(op, bits, DType::F32),
+            (None, graph::Host::F32(v)) => {
+                self.op(op, Tensor::from_slice(v, v.len(), &self.device))
+            }
+        }
+    }
+
+    /// Notes a call in the graph step in progress; true when the step is
+    /// being replayed, where calls do no device work.
+    fn skip(&self, op: &'static str, sizes: &[usize]) -> Result<bool> {
+        let mut g = self.graphs(op)?;
+        Ok(match g.step.as_mut() {
+            Some(st) => {
+                st.note(op, sizes);
+                st.mode == graph::Mode::Replay
+            }
+            None => false,
+        })
+    }
+
+    /// The mode of the graph step in progress, if any.
+    fn step_mode(&self, op: &'static str) -> Result<Option<graph::Mode>> {
+        Ok(self.graphs(op)?.step.as_ref().map(|s| s.mode))
+    }
+
+    /// Host transfers have no place in a step being recorded or replayed
+    /// (the [`Backend::run_step`] contract).
+    fn no_read_back(&self, op: &'static str) -> Result<()> {
+        match self.step_mode(op)? {
+            Some(graph::Mode::Record | graph::Mode::Replay) => Err(shape(
+                op,
+                "host transfer inside a recorded decode step".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes `out` hold `t` (a 1-D tensor of at most `out`'s length) in its
     /// first values, keeping the rest of `out`.
     fn set_prefix(&self, op: &'static str, out: &mut CandleBuffer, t: Tensor) -> Result<()> {
         let (have, len) = (out.0.elem_count(), t.elem_count());
         need(op, "out", have, len)?;
-        out.0 = if have == len {
+        *out.0 = if have == len {
             t
         } else {
             let tail = self.op(op, out.0.narrow(0, len, have - len))?;
@@ -235,7 +332,7 @@ impl CandleBackend {
             }
             None => vec![1f32.to_bits(); half.max(1)],
         };
-        self.small(op, &bits, DType::F32)
+        self.param(op, graph::Host::F32Bits(&bits))
     }
 
     /// The first `n` values of `b` (no copy).
@@ -331,6 +428,7 @@ impl Backend for CandleBackend {
     }
 
     fn upload_weight(&self, info: &TensorInfo, data: TensorBytes) -> Result<CandleWeight> {
+        let _g = self.guard();
         weight::upload(self.name(), &self.device, info, data)
     }
 
@@ -343,16 +441,38 @@ impl Backend for CandleBackend {
     }
 
     fn alloc(&self, len: usize) -> Result<CandleBuffer> {
-        let t = self.op("alloc", Tensor::zeros(len, DType::F32, &self.device))?;
-        Ok(CandleBuffer(t))
+        let op = "alloc";
+        let _g = self.guard();
+        {
+            // While replaying, calls do no device work: buffers are
+            // prefixes of one that is never written.
+            let mut g = self.graphs(op)?;
+            if g.step
+                .as_ref()
+                .is_some_and(|s| s.mode == graph::Mode::Replay)
+            {
+                if g.dummy.as_ref().is_none_or(|d| d.elem_count() < len) {
+                    g.dummy = Some(self.op(op, Tensor::zeros(len, DType::F32, &self.device))?);
+                }
+                if let Some(d) = &g.dummy {
+                    return Ok(CandleBuffer::new(self.op(op, d.narrow(0, 0, len))?));
+                }
+            }
+        }
+        let t = self.op(op, Tensor::zeros(len, DType::F32, &self.device))?;
+        Ok(CandleBuffer::new(t))
     }
 
     fn upload(&self, data: &[f32]) -> Result<CandleBuffer> {
+        let _g = self.guard();
+        self.no_read_back("upload")?;
         let t = self.op("upload", Tensor::from_slice(data, data.len(), &self.device))?;
-        Ok(CandleBuffer(t))
+        Ok(CandleBuffer::new(t))
     }
 
     fn download(&self, buf: &CandleBuffer, out: &mut [f32]) -> Result<()> {
+        let _g = self.guard();
+        self.no_read_back("download")?;
         let t = self.head("download", buf, "buffer", out.len())?;
         let v: Vec<f32> = self.op("download", t.to_vec1())?;
         out.copy_from_slice(&v);
@@ -371,6 +491,7 @@ impl Backend for CandleBackend {
         out: &mut CandleBuffer,
     ) -> Result<()> {
         let op = "embed";
+        let _g = self.guard();
         let cols = table.cols;
         let row_bytes = table
             .ty
@@ -395,10 +516,10 @@ impl Backend for CandleBackend {
                 row.iter_mut().for_each(|v| *v *= scale);
             }
         }
-        let t = self.op(
-            op,
-            Tensor::from_vec(host, tokens.len() * cols, &self.device),
-        )?;
+        let t = self.param(op, graph::Host::F32(&host))?;
+        if self.skip(op, &[tokens.len(), cols])? {
+            return Ok(());
+        }
         self.set_prefix(op, out, t)
     }
 
@@ -410,6 +531,10 @@ impl Backend for CandleBackend {
         out: &mut CandleBuffer,
     ) -> Result<()> {
         let op = "matmul";
+        let _g = self.guard();
+        if self.skip(op, &[n_tokens, w.cols, w.rows])? {
+            return Ok(());
+        }
         let xs = self.head(op, x, "x", n_tokens * w.cols)?;
         need(op, "out", out.0.elem_count(), n_tokens * w.rows)?;
         let y = self.op(
@@ -423,8 +548,12 @@ impl Backend for CandleBackend {
 
     fn add_bias(&self, x: &mut CandleBuffer, bias: &CandleWeight, n_rows: usize) -> Result<()> {
         let op = "add_bias";
+        let _g = self.guard();
         let b = bias.vector(self.name(), op)?;
         let n = b.elem_count();
+        if self.skip(op, &[n_rows, n])? {
+            return Ok(());
+        }
         let xs = self.head(op, x, "x", n_rows * n)?;
         let y = self.op(
             op,
@@ -445,9 +574,13 @@ impl Backend for CandleBackend {
         out: &mut CandleBuffer,
     ) -> Result<()> {
         let op = "rms_norm";
+        let _g = self.guard();
         let w = weight.vector(self.name(), op)?;
         if w.elem_count() != dim {
             return Err(shape(op, format!("weight {} != dim {dim}", w.elem_count())));
+        }
+        if self.skip(op, &[n_rows, dim])? {
+            return Ok(());
         }
         let xs = self.head(op, x, "x", n_rows * dim)?;
         need(op, "out", out.0.elem_count(), n_rows * dim)?;
@@ -471,6 +604,7 @@ impl Backend for CandleBackend {
         params: &RopeParams<'_>,
     ) -> Result<()> {
         let op = "rope";
+        let _g = self.guard();
         let n = positions.len() * n_heads * head_dim;
         let ff = self.rope_factors(op, params, head_dim)?;
         let xs = self.head(op, x, "x", n)?;
@@ -481,7 +615,10 @@ impl Backend for CandleBackend {
             )?;
             return self.set_prefix(op, x, y);
         }
-        let pos = self.small(op, positions, DType::U32)?;
+        let pos = self.param(op, graph::Host::U32(positions))?;
+        if self.skip(op, &[positions.len(), n_heads, head_dim])? {
+            return Ok(());
+        }
         let r = ops::Rope {
             n_tok: positions.len(),
             n_heads,
@@ -497,6 +634,10 @@ impl Backend for CandleBackend {
 
     fn add(&self, a: &mut CandleBuffer, b: &CandleBuffer, n: usize) -> Result<()> {
         let op = "add";
+        let _g = self.guard();
+        if self.skip(op, &[n])? {
+            return Ok(());
+        }
         let (x, y) = (self.head(op, a, "a", n)?, self.head(op, b, "b", n)?);
         let s = self.op(op, x + y)?;
         self.set_prefix(op, a, s)
@@ -510,6 +651,10 @@ impl Backend for CandleBackend {
         n: usize,
     ) -> Result<()> {
         let op = "glu";
+        let _g = self.guard();
+        if self.skip(op, &[n])? {
+            return Ok(());
+        }
         let (g, u) = (self.head(op, gate, "gate", n)?, self.head(op, up, "up", n)?);
         let y = if self.composed {
             self.op(op, composed::glu(kind, &g, &u))?
@@ -534,6 +679,7 @@ impl Backend for CandleBackend {
         out: &mut CandleBuffer,
     ) -> Result<()> {
         let op = "add_rms_norm";
+        let _g = self.guard();
         if self.composed {
             return composed_ops::add_rms_norm(self, x, b, b_norm, weight, eps, n_rows, dim, out);
         }
@@ -550,6 +696,9 @@ impl Backend for CandleBackend {
             }
         }
         let n = n_rows * dim;
+        if self.skip(op, &[n_rows, dim, usize::from(bn.is_some())])? {
+            return Ok(());
+        }
         let xs = self.head(op, x, "x", n)?;
         let bs = self.head(op, b, "b", n)?;
         need(op, "out", out.0.elem_count(), n)?;
@@ -584,6 +733,7 @@ impl Backend for CandleBackend {
         q_scale: Option<f32>,
     ) -> Result<()> {
         let op = "qk_rope";
+        let _g = self.guard();
         let n = positions.len();
         // The fused kernel holds a head in 1024 floats of shared memory.
         if self.composed || head_dim > 1024 {
@@ -608,6 +758,10 @@ impl Backend for CandleBackend {
             }
             None => None,
         };
+        let pos = self.param(op, graph::Host::U32(positions))?;
+        if self.skip(op, &[n, n_heads, n_kv_heads, head_dim])? {
+            return Ok(());
+        }
         let (nq, nk) = (n * n_heads * head_dim, n * n_kv_heads * head_dim);
         let qs = self.head(op, q, "q", nq)?;
         let ks = self.head(op, k, "k", nk)?;
@@ -618,7 +772,6 @@ impl Backend for CandleBackend {
         } else {
             (q, k)
         };
-        let pos = self.small(op, positions, DType::U32)?;
         let f = ops::QkRope {
             rope: ops::Rope {
                 n_tok: n,
@@ -649,6 +802,7 @@ impl Backend for CandleBackend {
         width: usize,
     ) -> Result<()> {
         let op = "write_rows";
+        let _g = self.guard();
         let rows: Vec<u32> = rows
             .iter()
             .map(|&r| u32::try_from(r).map_err(|_| shape(op, format!("row {r} too large"))))
@@ -664,12 +818,16 @@ impl Backend for CandleBackend {
             }
             return self.op(op, composed::write_rows(&dst.0, &s, &rows, width));
         }
-        let dev_rows = self.small(op, &rows, DType::U32)?;
+        let dev_rows = self.param(op, graph::Host::U32(&rows))?;
         let w = ops::WriteRows {
             rows,
             width,
             dev_rows,
         };
+        if self.skip(op, &[w.rows.len(), width])? {
+            // The kernel's bounds check, on the host.
+            return self.op(op, w.check(dst.0.elem_count(), s.elem_count()));
+        }
         self.op(op, dst.0.inplace_op2(&s, &w))
     }
 
@@ -682,16 +840,22 @@ impl Backend for CandleBackend {
         out: &mut CandleBuffer,
     ) -> Result<()> {
         let op = "attention";
+        let _g = self.guard();
         let (nh, nkv, hd) = (params.n_heads, params.n_kv_heads, params.head_dim);
         if nkv == 0 || nh % nkv != 0 {
             return Err(shape(op, format!("{nh} heads over {nkv} kv heads")));
         }
         let n_tok = params.query_positions.len();
-        let n_slots = params.cache_positions.len();
-        let qs = self.head(op, q, "q", n_tok * nh * hd)?;
-        let ks = self.head(op, k, "k", n_slots * nkv * hd)?;
-        let vs = self.head(op, v, "v", n_slots * nkv * hd)?;
-        need(op, "out", out.0.elem_count(), n_tok * nh * hd)?;
+        // In a graph step, attention reads a padded number of cache rows,
+        // fixed for every pass of the step's key (module `graph`); the
+        // rows past the real ones are empty (-1) and masked.
+        let n_slots = match self.step_mode(op)? {
+            Some(_) => {
+                let capacity = k.0.elem_count() / (nkv * hd).max(1);
+                graph::padded_rows(params.cache_positions.len(), capacity)
+            }
+            None => params.cache_positions.len(),
+        };
         let cache_positions = params
             .cache_positions
             .iter()
@@ -699,12 +863,21 @@ impl Backend for CandleBackend {
                 None => Ok(-1),
                 Some(p) => i32::try_from(*p).map_err(|_| shape(op, format!("position {p}"))),
             })
+            .chain(std::iter::repeat_with(|| Ok(-1)))
+            .take(n_slots)
             .collect::<Result<Vec<i32>>>()?;
         let kbits: Vec<u32> = cache_positions.iter().map(|&p| p as u32).collect();
         let dev_positions = (
-            self.small(op, params.query_positions, DType::U32)?,
-            self.small(op, &kbits, DType::U32)?,
+            self.param(op, graph::Host::U32(params.query_positions))?,
+            self.param(op, graph::Host::U32(&kbits))?,
         );
+        if self.skip(op, &[n_tok, n_slots, nh, nkv, hd])? {
+            return Ok(());
+        }
+        let qs = self.head(op, q, "q", n_tok * nh * hd)?;
+        let ks = self.head(op, k, "k", n_slots * nkv * hd)?;
+        let vs = self.head(op, v, "v", n_slots * nkv * hd)?;
+        need(op, "out", out.0.elem_count(), n_tok * nh * hd)?;
         let a = ops::Attention {
             dev_positions,
             n_heads: nh,
@@ -726,6 +899,10 @@ impl Backend for CandleBackend {
 
     fn softcap(&self, x: &mut CandleBuffer, cap: f32, n: usize) -> Result<()> {
         let op = "softcap";
+        let _g = self.guard();
+        if self.skip(op, &[n])? {
+            return Ok(());
+        }
         let xs = self.head(op, x, "x", n)?;
         let y = self.op(
             op,
@@ -738,6 +915,10 @@ impl Backend for CandleBackend {
 
     fn scale(&self, x: &mut CandleBuffer, s: f32, n: usize) -> Result<()> {
         let op = "scale";
+        let _g = self.guard();
+        if self.skip(op, &[n])? {
+            return Ok(());
+        }
         let xs = self.head(op, x, "x", n)?;
         let y = self.op(op, xs.affine(f64::from(s), 0.0))?;
         self.set_prefix(op, x, y)
@@ -756,16 +937,43 @@ impl Backend for CandleBackend {
             .and_then(|r| r.checked_mul(width))
             .ok_or_else(|| shape(op, format!("rows {start}+{n_rows} of width {width}")))?;
         need(op, "x", x.0.elem_count(), end)?;
+        if self.skip(op, &[start, n_rows, width])? {
+            return self.alloc(n_rows * width);
+        }
+        let _g = self.guard();
         let t = self.op(
             op,
             x.0.narrow(0, start * width, n_rows * width)
                 .and_then(|t| t.copy()),
         )?;
-        Ok(CandleBuffer(t))
+        Ok(CandleBuffer::new(t))
+    }
+
+    fn run_pass<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let _g = self.guard();
+        f()
+    }
+
+    fn run_step<E: From<BackendError> + Send>(
+        &self,
+        key: &StepKey,
+        f: impl FnOnce() -> std::result::Result<Option<CandleBuffer>, E> + Send,
+    ) -> std::result::Result<Option<CandleBuffer>, E> {
+        let _g = self.guard();
+        // One-token passes with logits, with the custom kernels (the
+        // composed ops upload host values themselves).
+        #[cfg(feature = "cuda")]
+        if key.n_tokens == 1 && key.logits_rows == 1 && !self.composed && self.graphs_enabled() {
+            return graph::cuda::run_step(self, key, f);
+        }
+        let _ = key;
+        f()
     }
 
     fn argmax(&self, x: &CandleBuffer, n: usize) -> Result<u32> {
         let op = "argmax";
+        let _g = self.guard();
+        self.no_read_back(op)?;
         let xs = self.head(op, x, "x", n)?;
         let i = if self.composed {
             self.op(op, xs.argmax(0).and_then(|i| i.reshape(1)))?

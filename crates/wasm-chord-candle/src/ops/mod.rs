@@ -432,7 +432,7 @@ impl candle_core::CustomOp2 for Glu {
 }
 
 impl WriteRows {
-    fn check(&self, dst: usize, src: usize) -> Result<()> {
+    pub(crate) fn check(&self, dst: usize, src: usize) -> Result<()> {
         check_len("write_rows", "src", src, self.rows.len() * self.width)?;
         for &r in &self.rows {
             let end = (r as usize + 1)
