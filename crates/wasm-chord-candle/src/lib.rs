@@ -27,6 +27,8 @@
 mod composed;
 mod graph;
 mod ops;
+#[cfg(feature = "cuda")]
+mod pinned;
 mod weight;
 
 use candle_core::{DType, Device, Tensor};
@@ -61,6 +63,9 @@ pub struct CandleBackend {
     /// Decode-step graphs (module `graph`): their store and the pass in
     /// progress.
     graphs: Arc<Mutex<graph::Graphs>>,
+    /// Page-locked host memory for read-backs (logits, every token).
+    #[cfg(feature = "cuda")]
+    pinned: Arc<pinned::Pinned>,
 }
 
 /// Recently uploaded small index vectors (positions, cache slots, RoPE
@@ -137,6 +142,8 @@ impl CandleBackend {
             kind: dev,
             small: Arc::default(),
             graphs: Arc::new(Mutex::new(graph::Graphs::new(dev))),
+            #[cfg(feature = "cuda")]
+            pinned: Arc::default(),
             // Metal has no custom kernels yet.
             composed: matches!(dev, CandleDevice::Metal(_)),
         })
@@ -474,6 +481,10 @@ impl Backend for CandleBackend {
         let _g = self.guard();
         self.no_read_back("download")?;
         let t = self.head("download", buf, "buffer", out.len())?;
+        #[cfg(feature = "cuda")]
+        if self.device.is_cuda() && pinned::enabled() {
+            return self.op("download", self.pinned.download(&t, out));
+        }
         let v: Vec<f32> = self.op("download", t.to_vec1())?;
         out.copy_from_slice(&v);
         Ok(())
