@@ -251,22 +251,29 @@ pub(crate) fn rope(
 enum AttnVariant {
     /// `wc_attention` (one block per (token, head), a warp per cache row).
     V1,
-    /// `wc_attention2` (the default: the fastest measured, see docs).
+    /// `wc_attention2` (several tokens: the fastest measured, see docs).
     V2,
-    /// `wc_attn_scores` + `wc_attn_pv`: many blocks per (token, head).
-    /// Agrees with the others, but was not faster in decode on an H200.
+    /// `wc_attn_scores` + `wc_attn_pv`: many blocks per (token, head)
+    /// (one token: the fastest measured once decode steps run as CUDA
+    /// graphs, where the GPU's time is what counts).
     Split,
 }
 
-/// `WASMCHORD_CUDA_ATTN=v1|v2|split` picks a kernel (for comparisons);
-/// the default is v2.
-fn attention_variant() -> AttnVariant {
-    static V: std::sync::OnceLock<AttnVariant> = std::sync::OnceLock::new();
-    *V.get_or_init(|| match std::env::var("WASMCHORD_CUDA_ATTN").as_deref() {
-        Ok("v1") => AttnVariant::V1,
-        Ok("split") => AttnVariant::Split,
-        _ => AttnVariant::V2,
-    })
+/// `WASMCHORD_CUDA_ATTN=v1|v2|split` picks one kernel for every pass (for
+/// comparisons); by default one-token passes take split, the others v2.
+fn attention_variant(n_tok: usize) -> AttnVariant {
+    static V: std::sync::OnceLock<Option<AttnVariant>> = std::sync::OnceLock::new();
+    let forced = *V.get_or_init(|| match std::env::var("WASMCHORD_CUDA_ATTN").as_deref() {
+        Ok("v1") => Some(AttnVariant::V1),
+        Ok("v2") => Some(AttnVariant::V2),
+        Ok("split") => Some(AttnVariant::Split),
+        _ => None,
+    });
+    match forced {
+        Some(v) => v,
+        None if n_tok == 1 => AttnVariant::Split,
+        None => AttnVariant::V2,
+    }
 }
 
 pub(crate) fn attention(
@@ -307,7 +314,7 @@ pub(crate) fn attention(
         None => 0,
     };
     let pairs = n_tok * p.n_heads;
-    let variant = attention_variant();
+    let variant = attention_variant(n_tok);
     if variant == AttnVariant::Split {
         // Scores over 64-row chunks, then p·v over 32-column stripes, each
         // on its own block.
