@@ -234,9 +234,11 @@ impl<'m, B: Backend> Session<'m, B> {
                 }
             };
             if let Some(logits) = self.batch(chunk, rows)? {
-                let mut host = vec![0.0; rows * self.model.config.n_vocab];
-                self.model.backend.download(&logits, &mut host)?;
-                out.extend(host);
+                // Straight into the result: no second buffer to allocate and
+                // copy for every generated token.
+                let start = out.len();
+                out.resize(start + rows * self.model.config.n_vocab, 0.0);
+                self.model.backend.download(&logits, &mut out[start..])?;
             }
         }
         Ok(out)
