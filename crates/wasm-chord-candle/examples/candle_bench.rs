@@ -3,7 +3,7 @@
 //! GPU machine).
 //!
 //! ```text
-//! candle_bench bench  [--device cuda:0|cpu] [--presets gemma3-270m,llama-1b] [--pp 512] [--tg 128] [--reps 3] [--profile]
+//! candle_bench bench  [--device cuda:0|cpu] [--presets gemma3-270m,llama-1b] [--pp 512] [--tg 128] [--reps 3] [--graphs 1|0|0,1] [--fresh] [--profile]
 //! candle_bench parity [--device cuda:0|cpu]
 //! ```
 //!
@@ -14,9 +14,19 @@
 //! with a device synchronization after it (so totals are slower than the
 //! plain run).
 //!
+//! `--fresh` times each tg repetition in a new session of `--tg` positions
+//! and batches of one token, as `wasmchord bench` does (by default one
+//! session of `--pp` positions is cleared and reused).
+//!
+//! `--graphs` picks decode with CUDA graphs (1, the default), without (0),
+//! or both in turn for each preset (`0,1`).
+//!
 //! `parity` compares the logits of every position with the CPU backend on
 //! tiny models of every architecture (q4_k_m, q8_0, one f16) and on a
-//! Gemma-3-270M-shaped q4_k_m model, and exits non-zero on disagreement.
+//! Gemma-3-270M-shaped q4_k_m model; then, on CUDA, the logits of 300
+//! decode steps with graphs against the same steps without them (the
+//! kernels are the same, so they must agree to rounding). It exits non-zero
+//! on disagreement.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,6 +92,7 @@ fn bench_model<B: Backend>(
     pp: usize,
     tg: usize,
     reps: usize,
+    fresh: bool,
 ) -> (f64, f64, f64, f64) {
     let n_vocab = model.n_vocab();
     let cfg = SessionConfig {
@@ -102,6 +113,14 @@ fn bench_model<B: Backend>(
         s.forward(&prompt, Logits::Last).expect("pp");
         pps.push(pp as f64 / t.elapsed().as_secs_f64());
         s.clear();
+        // --fresh: a new session of tg positions and batches of 1 for each
+        // repetition, as `wasmchord bench` times it.
+        let fresh_cfg = SessionConfig {
+            n_ctx: tg.max(1),
+            n_batch: 1,
+        };
+        let mut fs = fresh.then(|| Session::new(model, fresh_cfg).expect("session"));
+        let s = fs.as_mut().unwrap_or(&mut s);
         let t = Instant::now();
         for tok in &gen {
             s.forward(std::slice::from_ref(tok), Logits::Last)
@@ -127,25 +146,35 @@ fn bench(args: &[String]) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let profile = args.iter().any(|a| a == "--profile");
+    let fresh = args.iter().any(|a| a == "--fresh");
+    let graphs: Vec<bool> = arg(args, "--graphs")
+        .unwrap_or_else(|| "1".into())
+        .split(',')
+        .map(|g| g.trim() == "1")
+        .collect();
     let be = CandleBackend::new(dev).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)
     });
     println!("device: {}", be.device_summary());
-    println!("| model | quant | pp{pp} tok/s | tg{tg} tok/s |");
-    println!("|---|---|---|---|");
+    println!("| model | quant | graphs | pp{pp} tok/s | tg{tg} tok/s |");
+    println!("|---|---|---|---|---|");
     for preset in presets.split(',') {
         let file = synth(None, preset, "q4_k_m");
         let t = Instant::now();
         let model = Model::load(file.clone(), Arc::new(be.clone())).expect("load");
         eprintln!("load: {:.2}s", t.elapsed().as_secs_f64());
-        let (a, b, c, d) = bench_model(&model, pp, tg, reps);
-        println!("| {preset} | q4_k_m | {a:.0} ± {b:.0} | {c:.1} ± {d:.1} |");
+        for &g in &graphs {
+            be.set_graphs(g);
+            let on = if be.graphs_enabled() { "on" } else { "off" };
+            let (a, b, c, d) = bench_model(&model, pp, tg, reps, fresh);
+            println!("| {preset} | q4_k_m | {on} | {a:.0} ± {b:.0} | {c:.1} ± {d:.1} |");
+        }
         drop(model);
         if profile {
             let pb = Profiled::new(be.clone());
             let model = Model::load(file, Arc::new(pb)).expect("load");
-            let _ = bench_model(&model, pp, tg.min(32), 1);
+            let _ = bench_model(&model, pp, tg.min(32), 1, false);
             model
                 .backend()
                 .report(&format!("{preset}: pp{pp} + tg{}", tg.min(32)));
@@ -252,10 +281,68 @@ fn parity(args: &[String]) {
             if ok { "" } else { " FAIL" }
         );
     }
+    if be.graphs_enabled() {
+        failed += graphs_vs_plain(&be);
+    }
     if failed > 0 {
         eprintln!("{failed} case(s) disagree");
         std::process::exit(1);
     }
+}
+
+/// Logits of `steps` one-token passes after a 4-token prompt.
+fn decode_logits(model: &Model<CandleBackend>, toks: &[u32]) -> Vec<Vec<f32>> {
+    let cfg = SessionConfig {
+        n_ctx: toks.len() + 8,
+        n_batch: 8,
+    };
+    let mut s = Session::new(model, cfg).expect("session");
+    s.forward(&toks[..4], Logits::Last).expect("prompt");
+    toks[4..]
+        .iter()
+        .map(|t| {
+            s.forward(std::slice::from_ref(t), Logits::Last)
+                .expect("decode")
+        })
+        .collect()
+}
+
+/// Decode steps replayed from CUDA graphs against the same steps run call
+/// by call: 300 steps cross a padding bucket (256 rows), and the tiny
+/// gemma3's sliding-window layers wrap their ring of cache rows.
+fn graphs_vs_plain(be: &CandleBackend) -> usize {
+    println!();
+    println!("| arch | preset | decode steps | max abs diff, graphs vs plain |");
+    println!("|---|---|---|---|");
+    let mut failed = 0;
+    for (arch, preset) in [
+        (Some("gemma3"), "tiny"),
+        (Some("llama"), "tiny"),
+        (Some("gemma3"), "gemma3-270m"),
+    ] {
+        let file = synth(arch, preset, "q4_k_m");
+        let model = Model::load(file, Arc::new(be.clone())).expect("load");
+        let toks = tokens(304, model.n_vocab(), 4);
+        be.set_graphs(false);
+        let want = decode_logits(&model, &toks);
+        be.set_graphs(true);
+        let have = decode_logits(&model, &toks);
+        let diff = want
+            .iter()
+            .flatten()
+            .zip(have.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let ok = diff <= 1e-4 && have.iter().flatten().all(|v| v.is_finite());
+        failed += usize::from(!ok);
+        println!(
+            "| {} | {preset} | {} | {diff:.2e} |{}",
+            arch.unwrap_or("-"),
+            want.len(),
+            if ok { "" } else { " FAIL" }
+        );
+    }
+    failed
 }
 
 fn main() {
