@@ -231,7 +231,7 @@ pub(crate) mod cuda {
     use crate::{candle_err, CandleBackend, CandleBuffer};
     use candle_core::cuda_backend::cudarc::driver::{sys, CudaGraph};
     use candle_core::{CpuStorage, CudaStorage, DType, Layout, Tensor};
-    use std::sync::Once;
+    use std::sync::OnceLock;
     use std::time::Duration;
     use wasm_chord_core::backend::{BackendError, StepKey};
 
@@ -373,25 +373,42 @@ pub(crate) mod cuda {
         (n_u32, n_f32, out_len): (usize, usize, usize),
         f: impl FnOnce() -> Result<Option<CandleBuffer>, E>,
     ) -> Result<Option<CandleBuffer>, E> {
-        let dev = be
-            .device
-            .as_cuda_device()
-            .map_err(|e| candle_err(OP, e))?
-            .clone();
-        grow_mmvq_workspace(be)?;
         // Everything the graph reads or writes across launches is allocated
-        // before the capture.
-        let zeros = |n: usize, dt| be.op(OP, Tensor::zeros(n.max(1), dt, &be.device));
-        let out = zeros(out_len, DType::F32)?;
-        let arenas = (zeros(n_u32, DType::U32)?, zeros(n_f32, DType::F32)?);
+        // before the capture. What fails before the capture loses nothing:
+        // graphs go off and the pass runs call by call.
+        let prepared = (|| {
+            let dev = be.device.as_cuda_device().map_err(|e| candle_err(OP, e))?;
+            grow_mmvq_workspace(be)?;
+            let zeros = |n: usize, dt| be.op(OP, Tensor::zeros(n.max(1), dt, &be.device));
+            let out = zeros(out_len, DType::F32)?;
+            let arenas = (zeros(n_u32, DType::U32)?, zeros(n_f32, DType::F32)?);
+            Ok::<_, BackendError>((dev.clone(), out, arenas))
+        })();
+        let fall_back = |why: String| {
+            trace(format_args!("not recording, graphs off: {why}"));
+            be.set_graphs(false);
+        };
+        let (dev, out, arenas) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                fall_back(e.to_string());
+                return f();
+            }
+        };
         let stream = dev.cuda_stream();
         // candle's own layout uploads come from its cache while capturing
         // (filled by the planning pass).
         let htod_cache = dev.enable_cuda_graph_htod_cache();
         let t0 = std::time::Instant::now();
-        stream
-            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-            .map_err(|e| device_err(format!("begin capture: {e}")))?;
+        let begun =
+            stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+        if let Err(e) = begun {
+            drop(htod_cache);
+            fall_back(format!("begin capture: {e}"));
+            return f();
+        }
+        // Ends a capture that a panic in the pass would leave open.
+        let open = OpenCapture(&stream);
         let captured = {
             let scope = StepScope::begin(be, Step::new(Mode::Record, Some(arenas.clone())));
             let r = scope.map_err(E::from).and_then(|scope| {
@@ -414,16 +431,17 @@ pub(crate) mod cuda {
             ));
             (r, graph)
         };
+        drop(open);
         drop(htod_cache);
         let (st, graph) = match captured {
+            (Ok(st), Ok(Some(graph))) => (st, graph),
+            // Nothing of this pass ran: an error for the caller, and graphs
+            // stay off from here on (set_graphs drops this key's entry).
             (Err(e), _) => {
-                store(be, gk, None)?;
+                be.set_graphs(false);
                 return Err(e);
             }
-            (Ok(st), Ok(Some(graph))) => (st, graph),
             (Ok(_), other) => {
-                // Nothing of this pass ran. Graphs stay off from here on.
-                store(be, gk, None)?;
                 be.set_graphs(false);
                 let why = match other {
                     Err(e) => e.to_string(),
@@ -532,6 +550,21 @@ pub(crate) mod cuda {
         }
     }
 
+    /// Ends the stream's capture, if one is still open, when dropped.
+    struct OpenCapture<'a>(
+        &'a std::sync::Arc<candle_core::cuda_backend::cudarc::driver::CudaStream>,
+    );
+
+    impl Drop for OpenCapture<'_> {
+        fn drop(&mut self) {
+            let none = sys::CUstreamCaptureStatus::CU_STREAM_CAPTURE_STATUS_NONE;
+            if self.0.capture_status().is_ok_and(|s| s != none) {
+                // The graph of an abandoned capture is dropped unused.
+                let _ = self.0.end_capture(sys::CUgraphInstantiate_flags(0));
+            }
+        }
+    }
+
     /// Copies the staged host values into the device arenas (two copies,
     /// ordered on the stream before the launch that reads them).
     fn upload(
@@ -606,10 +639,9 @@ pub(crate) mod cuda {
     }
 
     fn grow_mmvq_workspace(be: &CandleBackend) -> Result<(), BackendError> {
-        static GROWN: Once = Once::new();
-        let mut r = Ok(());
-        GROWN.call_once(|| r = grow(be));
-        r
+        static GROWN: OnceLock<Result<(), String>> = OnceLock::new();
+        let r = GROWN.get_or_init(|| grow(be).map_err(|e| e.to_string()));
+        r.clone().map_err(device_err)
     }
 
     fn grow(be: &CandleBackend) -> Result<(), BackendError> {
