@@ -245,6 +245,8 @@ impl CandleBackend {
     /// Turns decode-step graphs on or off (on CUDA only; elsewhere they
     /// stay off). Graphs recorded so far are dropped.
     pub fn set_graphs(&self, on: bool) {
+        // Dropping recorded graphs frees device memory: stream work.
+        let _g = self.guard();
         if let Ok(mut g) = self.graphs.lock() {
             g.set(on && self.device.is_cuda());
         }
