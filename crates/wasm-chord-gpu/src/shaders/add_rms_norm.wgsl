@@ -6,6 +6,12 @@
 // host swaps in its subgroup version of `total`.
 // p: 0 dim, 1 eps (f32 bits), 2 rows, 3 workgroups along x, 4 b is
 // normalized first (0/1), 5 `norm_q8.wgsl` flags (the variant with it).
+//
+// Rows of at most 8 × 256 values (every model up to ~3B) take `short_row`:
+// a thread loads its 8 values of x, b and the norm weights at once and keeps
+// them in registers, so the kernel waits for memory twice (the loads, the
+// stores) rather than once per value in each of three loops. The sums are
+// the same, in the same order.
 
 @group(0) @binding(0) var<storage, read> p: array<u32, 16>;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
@@ -33,6 +39,109 @@ fn total(lid: u32, s: f32) -> f32 {
     return t;
 }
 
+
+// Value k of this thread's eight (index lid + k·WG of the row), or 0 past
+// the row's n values.
+fn ld_x(base: u32, i: u32, n: u32) -> f32 {
+    if (i < n) {
+        return x[base + i];
+    }
+    return 0.0;
+}
+fn ld_b(base: u32, i: u32, n: u32) -> f32 {
+    if (i < n) {
+        return b[base + i];
+    }
+    return 0.0;
+}
+fn ld_w(i: u32, n: u32) -> f32 {
+    if (i < n) {
+        return w[i];
+    }
+    return 0.0;
+}
+fn ld_bw(i: u32, n: u32) -> f32 {
+    if (i < n) {
+        return bw[i];
+    }
+    return 0.0;
+}
+fn ld4_x(base: u32, lid: u32, n: u32, h: u32) -> vec4<f32> {
+    let i = lid + 4u * h * WG;
+    return vec4<f32>(ld_x(base, i, n), ld_x(base, i + WG, n), ld_x(base, i + 2u * WG, n), ld_x(base, i + 3u * WG, n));
+}
+fn ld4_b(base: u32, lid: u32, n: u32, h: u32) -> vec4<f32> {
+    let i = lid + 4u * h * WG;
+    return vec4<f32>(ld_b(base, i, n), ld_b(base, i + WG, n), ld_b(base, i + 2u * WG, n), ld_b(base, i + 3u * WG, n));
+}
+fn ld4_w(lid: u32, n: u32, h: u32) -> vec4<f32> {
+    let i = lid + 4u * h * WG;
+    return vec4<f32>(ld_w(i, n), ld_w(i + WG, n), ld_w(i + 2u * WG, n), ld_w(i + 3u * WG, n));
+}
+fn ld4_bw(lid: u32, n: u32, h: u32) -> vec4<f32> {
+    let i = lid + 4u * h * WG;
+    return vec4<f32>(ld_bw(i, n), ld_bw(i + WG, n), ld_bw(i + 2u * WG, n), ld_bw(i + 3u * WG, n));
+}
+// The sum of squares of four values added one after the other to s.
+fn sq4(s: f32, v: vec4<f32>) -> f32 {
+    var t = s;
+    t += v.x * v.x;
+    t += v.y * v.y;
+    t += v.z * v.z;
+    t += v.w * v.w;
+    return t;
+}
+fn st_x(base: u32, i: u32, n: u32, v: f32) {
+    if (i < n) {
+        x[base + i] = v;
+    }
+}
+fn st_y(base: u32, i: u32, n: u32, v: f32) {
+    if (i < n) {
+        y[base + i] = v;
+        keep(i, v);
+    }
+}
+fn st4_x(base: u32, lid: u32, n: u32, h: u32, v: vec4<f32>) {
+    let i = lid + 4u * h * WG;
+    st_x(base, i, n, v.x);
+    st_x(base, i + WG, n, v.y);
+    st_x(base, i + 2u * WG, n, v.z);
+    st_x(base, i + 3u * WG, n, v.w);
+}
+fn st4_y(base: u32, lid: u32, n: u32, h: u32, v: vec4<f32>) {
+    let i = lid + 4u * h * WG;
+    st_y(base, i, n, v.x);
+    st_y(base, i + WG, n, v.y);
+    st_y(base, i + 2u * WG, n, v.z);
+    st_y(base, i + 3u * WG, n, v.w);
+}
+
+// A row of at most 8·WG values (see the top).
+fn short_row(lid: u32, base: u32, dim: u32, n: u32, eps: f32, normed: bool) {
+    // Values lid + k·WG: k = 0..4 in the first vector, 4..8 in the second.
+    let x0 = ld4_x(base, lid, n, 0u);
+    let x1 = ld4_x(base, lid, n, 1u);
+    var b0 = ld4_b(base, lid, n, 0u);
+    var b1 = ld4_b(base, lid, n, 1u);
+    let w0 = ld4_w(lid, n, 0u);
+    let w1 = ld4_w(lid, n, 1u);
+    if (normed) {
+        let bw0 = ld4_bw(lid, n, 0u);
+        let bw1 = ld4_bw(lid, n, 1u);
+        let bscale = 1.0 / sqrt(total(lid, sq4(sq4(0.0, b0), b1)) / f32(dim) + eps);
+        b0 = (b0 * bscale) * bw0;
+        b1 = (b1 * bscale) * bw1;
+    }
+    let v0 = x0 + b0;
+    let v1 = x1 + b1;
+    st4_x(base, lid, n, 0u, v0);
+    st4_x(base, lid, n, 1u, v1);
+    let scale = 1.0 / sqrt(total(lid, sq4(sq4(0.0, v0), v1)) / f32(dim) + eps);
+    st4_y(base, lid, n, 0u, (v0 * scale) * w0);
+    st4_y(base, lid, n, 1u, (v1 * scale) * w1);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32
         //SGARGS
@@ -44,6 +153,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let ok = r < p[2];
     let normed = p[4] == 1u;
     let base = r * dim;
+    if (dim <= 8u * WG) {
+        short_row(lid, base, dim, select(0u, dim, ok), eps, normed);
+    } else {
+        long_row(lid, base, dim, ok, eps, normed);
+    }
+    //TAIL
+}
+
+fn long_row(lid: u32, base: u32, dim: u32, ok: bool, eps: f32, normed: bool) {
     var s = 0.0;
     var bscale = 1.0;
     if (normed) {
@@ -75,5 +193,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             keep(i, v);
         }
     }
-    //TAIL
 }
