@@ -224,6 +224,8 @@ pub struct GpuBackend {
     has_f16: bool,
     /// Whether prompt products use f16 arithmetic.
     use_f16: AtomicBool,
+    /// Whether one-token Q4_K products take two sub-blocks a step.
+    use_q4k_pairs: AtomicBool,
 }
 
 /// Marks the buffers `qk_rope` writes as changed: the outputs with QK-norm,
@@ -246,13 +248,23 @@ fn touch_rotated(
 
 /// Whether `WASM_CHORD_GPU_F16` asks for f16 arithmetic ("1" or "true").
 fn f16_from_env() -> bool {
+    env_flag("WASM_CHORD_GPU_F16") == Some(true)
+}
+
+/// A switch from the environment: `1`/`true` or `0`/`false` (natively).
+pub(crate) fn env_flag(name: &str) -> Option<bool> {
     #[cfg(not(target_arch = "wasm32"))]
     {
-        std::env::var("WASM_CHORD_GPU_F16").is_ok_and(|v| v == "1" || v == "true")
+        match std::env::var(name).ok()?.as_str() {
+            "1" | "true" => Some(true),
+            "0" | "false" => Some(false),
+            _ => None,
+        }
     }
     #[cfg(target_arch = "wasm32")]
     {
-        false
+        let _ = name;
+        None
     }
 }
 
@@ -328,6 +340,7 @@ impl GpuBackend {
             use_int_dot: AtomicBool::new(has_int_dot),
             has_f16,
             use_f16: AtomicBool::new(has_f16 && f16_from_env()),
+            use_q4k_pairs: AtomicBool::new(env_flag("WASM_CHORD_GPU_Q4K_PAIRS") != Some(false)),
         })
     }
 
@@ -449,6 +462,21 @@ impl GpuBackend {
     /// [`GpuBackend::set_f16`]).
     pub fn f16(&self) -> bool {
         self.use_f16.load(Ordering::Relaxed)
+    }
+
+    /// Lets one-token Q4_K products on 8-bit activations take a block's
+    /// sub-blocks two at a time (the default; `dot_q8_pair.wgsl`), or one
+    /// sub-block per step like the other types.
+    /// `WASM_CHORD_GPU_Q4K_PAIRS=0` turns it off for backends made later.
+    /// Affects ops recorded later.
+    pub fn set_q4k_pairs(&self, on: bool) {
+        self.use_q4k_pairs.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether one-token Q4_K products take two sub-blocks a step (see
+    /// [`GpuBackend::set_q4k_pairs`]).
+    pub fn q4k_pairs(&self) -> bool {
+        self.use_q4k_pairs.load(Ordering::Relaxed)
     }
 
     /// Width the subgroup kernels may rely on (0: none).

@@ -17,6 +17,7 @@ const EMBED: &str = include_str!("shaders/embed.wgsl");
 const QUANTIZE: &str = include_str!("shaders/quantize.wgsl");
 const QUANTIZE_Q8: &str = include_str!("shaders/quantize_q8.wgsl");
 const DOT_Q8: &str = include_str!("shaders/dot_q8.wgsl");
+const DOT_Q8_PAIR: &str = include_str!("shaders/dot_q8_pair.wgsl");
 const NORM_Q8: &str = include_str!("shaders/norm_q8.wgsl");
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
 const ADD_RMS_NORM: &str = include_str!("shaders/add_rms_norm.wgsl");
@@ -256,9 +257,17 @@ fn rename_idents(src: &str, f: impl Fn(&str) -> Option<String>) -> String {
 }
 
 /// `dequant.wgsl` (with `int_dot`, followed by `dot_q8.wgsl`) for the
-/// weight bound as `w{s}`: its functions get the suffix `_{s}`.
-fn dequant_for(s: usize, int_dot: bool) -> String {
-    let src = if int_dot {
+/// weight bound as `w{s}`: its functions get the suffix `_{s}`. With
+/// `pair` (a Q4_K weight on 8-bit activations), the weight is bound as
+/// 16-byte words, the decoders read their words through `w_at`, and
+/// `dot_q8_pair.wgsl` is appended.
+fn dequant_for(s: usize, int_dot: bool, pair: bool) -> String {
+    let src = if pair {
+        format!(
+            "{}\n{DOT_Q8_PAIR}",
+            word_reads_to_calls(&format!("{DEQUANT}\n{DOT_Q8}"))
+        )
+    } else if int_dot {
         format!("{DEQUANT}\n{DOT_Q8}")
     } else {
         DEQUANT.to_string()
@@ -269,7 +278,7 @@ fn dequant_for(s: usize, int_dot: bool) -> String {
         .filter_map(|t| t.split('(').next())
         .collect();
     rename_idents(&src, |id| {
-        if id == "w" {
+        if id == "w" || id == "wv" {
             Some(format!("w{s}"))
         } else if id == "Sb" {
             Some(format!("Sb_{s}"))
@@ -279,6 +288,49 @@ fn dequant_for(s: usize, int_dot: bool) -> String {
             None
         }
     })
+}
+
+/// WGSL source with every read of the word array `w` (`w[i]`) made a call
+/// of `w_at(i)` (comments are left as they are).
+fn word_reads_to_calls(src: &str) -> String {
+    let b = src.as_bytes();
+    let mut out = Vec::with_capacity(b.len() + b.len() / 16);
+    // For each open bracket: whether it opened a read of `w`.
+    let mut open = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"//") {
+            let end = b[i..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(b.len(), |n| i + n);
+            out.extend_from_slice(&b[i..end]);
+            i = end;
+            continue;
+        }
+        let read = b[i] == b'w'
+            && b.get(i + 1) == Some(&b'[')
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'));
+        if read {
+            out.extend_from_slice(b"w_at(");
+            open.push(true);
+            i += 2;
+            continue;
+        }
+        match b[i] {
+            b'[' => open.push(false),
+            b']' if open.pop() == Some(true) => {
+                out.push(b')');
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    // Only ASCII bytes were replaced, by ASCII bytes.
+    String::from_utf8(out).unwrap_or_else(|_| src.to_string())
 }
 
 /// The reductions of `matvec32.wgsl`: `reduce(acc, nt, slot, lane, sg)`
@@ -369,6 +421,7 @@ fn matvec_source(
     dual: bool,
     nt_max: usize,
     int: &[bool],
+    pair: &[bool],
 ) -> String {
     let n = types.len();
     let mut binds = String::new();
@@ -378,7 +431,12 @@ fn matvec_source(
         b += 1;
     };
     for s in 0..n {
-        bind(format!("w{s}"), "read", "array<u32>");
+        let words = if pair[s] {
+            "array<vec4<u32>>"
+        } else {
+            "array<u32>"
+        };
+        bind(format!("w{s}"), "read", words);
     }
     for j in 0..=xmap.iter().copied().max().unwrap_or(0) {
         let packed = xmap.iter().zip(int).any(|(&x, &i)| x == j && i);
@@ -395,8 +453,33 @@ fn matvec_source(
     let mut dots = String::new();
     for (s, ty) in types.iter().enumerate() {
         let xs = xmap[s];
-        dots += &dequant_for(s, int[s]);
+        dots += &dequant_for(s, int[s], pair[s]);
         let rb = 6 + 3 * s;
+        if pair[s] {
+            // Q4_K on 8-bit activations: two sub-blocks a step
+            // (`dot_q8_pair.wgsl`); word 4pr + k of the activations holds
+            // values 16(4pr + k).., word mo + pr the two sub-blocks'
+            // scales and sums.
+            dots += &format!(
+                "
+fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
+    var acc: array<f32, 8>;
+    let base = r * p[{rb}u];
+    let npr = p[0] / 64u;
+    let mo = p[0] / 16u;
+    for (var pr = lane; pr < npr; pr += TPR) {{
+        let m = x{xs}[mo + pr];
+        let t = idot2_q4_k_{s}(base, pr, x{xs}[4u * pr], x{xs}[4u * pr + 1u],
+            x{xs}[4u * pr + 2u], x{xs}[4u * pr + 3u], bitcast<i32>(m.y), bitcast<i32>(m.w));
+        acc[0] += bitcast<f32>(m.x) * t.x;
+        acc[0] += bitcast<f32>(m.z) * t.y;
+    }}
+    return acc;
+}}
+"
+            );
+            continue;
+        }
         if int[s] {
             // One token, 8-bit activations (`quantize_q8.wgsl`): integer
             // dot products per sub-block, then the activations' scale.
@@ -864,7 +947,20 @@ impl GpuBackend {
         let mut binds: Vec<Bind<'_>> = segs.iter().map(|s| Bind::Buf(&s.part.buf)).collect();
         binds.extend(acts.iter().map(|&a| Bind::Buf(a)));
         binds.extend(used.iter().map(|s| Bind::Buf(s.out)));
-        let (tpr, wg, reduce) = matvec_shape(cols, rows, sg, sg_max);
+        // Q4_K weights on 8-bit activations take two sub-blocks a step
+        // (`dot_q8_pair.wgsl`); when every weight does, a row's threads
+        // are counted by pairs.
+        let pair: Vec<bool> = segs
+            .iter()
+            .zip(&int)
+            .map(|(s, &i)| i && s.w.ty == GgmlType::Q4_K && self.q4k_pairs())
+            .collect();
+        let units = if pair.iter().all(|&p| p) {
+            cols / 2
+        } else {
+            cols
+        };
+        let (tpr, wg, reduce) = matvec_shape(units, rows, sg, sg_max);
         let rows_per_group = (wg / tpr) as usize;
         let mut p = [0u32; 16];
         p[0] = u32_of("matmul", cols)?;
@@ -889,12 +985,22 @@ impl GpuBackend {
             // A kernel for one token (generation), one for up to 8.
             let nt_max = if nt == 1 { 1 } else { MV_TOKENS };
             let key = format!(
-                "matvec_{}_{xmap:?}_{tpr}_{wg}_{reduce:?}_{nt_max}_{int:?}{}",
+                "matvec_{}_{xmap:?}_{tpr}_{wg}_{reduce:?}_{nt_max}_{int:?}_{pair:?}{}",
                 types.join("_"),
                 if glu.is_some() { "_glu" } else { "" }
             );
             let pipe = self.ctx.pipeline(&key, || {
-                matvec_source(&types, &xmap, tpr, wg, reduce, glu.is_some(), nt_max, &int)
+                matvec_source(
+                    &types,
+                    &xmap,
+                    tpr,
+                    wg,
+                    reduce,
+                    glu.is_some(),
+                    nt_max,
+                    &int,
+                    &pair,
+                )
             });
             p[1] = nt as u32;
             p[2] = u32_of("matmul", t0)?;
