@@ -67,11 +67,23 @@ fn raw(is_q: bool, i: u32) -> f32 {
     if (is_q) { return q[i]; }
     return k[i];
 }
+fn raw_in(is_q: bool, base: u32, j: u32, hd: u32) -> f32 {
+    if (j < hd) { return raw(is_q, base + j); }
+    return 0.0;
+}
 fn norm_scale(is_q: bool, base: u32, hd: u32, lid: u32) -> f32 {
+    // Four values loaded at once (a head of 256 in one step), summed in
+    // the order of a loop over them.
     var s = 0.0;
-    for (var j = lid; j < hd; j += WG) {
-        let v = raw(is_q, base + j);
-        s += v * v;
+    for (var j = lid; j < hd; j += 4u * WG) {
+        let v0 = raw_in(is_q, base, j, hd);
+        let v1 = raw_in(is_q, base, j + WG, hd);
+        let v2 = raw_in(is_q, base, j + 2u * WG, hd);
+        let v3 = raw_in(is_q, base, j + 3u * WG, hd);
+        s += v0 * v0;
+        s += v1 * v1;
+        s += v2 * v2;
+        s += v3 * v3;
     }
     red[lid] = s;
     workgroupBarrier();
@@ -122,8 +134,15 @@ fn kv_copy(is_q: bool, base: u32, t: u32, hd: u32, lid: u32) {
     if (!is_q) {
         let w = p[9] * p[2];
         let o = d[p[12] + t] * w + base % w;
-        for (var j = lid; j < hd; j += WG) {
-            vd[o + j] = kv_f16r(vsrc[base + j]);
+        // Two values loaded at once, then stored.
+        for (var j = lid; j < hd; j += 2u * WG) {
+            let j1 = min(j + WG, hd - 1u);
+            let v0 = vsrc[base + j];
+            let v1 = vsrc[base + j1];
+            vd[o + j] = kv_f16r(v0);
+            if (j + WG < hd) {
+                vd[o + j1] = kv_f16r(v1);
+            }
         }
     }
 }

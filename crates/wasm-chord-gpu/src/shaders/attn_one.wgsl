@@ -25,6 +25,8 @@
 const WG: u32 = 256u;
 const RP: u32 = WG / T;
 const RL: u32 = WG / SL;
+// The largest power of two <= RL.
+const RP2: u32 = 1u << (31u - countLeadingZeros(RL));
 const NEG: f32 = -3.0e38;
 var<workgroup> sc: array<f32, MAXR>;
 var<workgroup> red: array<f32, 256>;
@@ -151,11 +153,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     accs[lid] = (a0 + a1) + (a2 + a3);
     workgroupBarrier();
-    if (lid < SL) {
-        var s = vec4<f32>(0.0);
-        for (var i = 0u; i < RL; i++) {
-            s += accs[i * SL + lid];
+    // The RL row lanes' sums by halves (RL is up to 128 when a head's
+    // dimensions are split over many workgroups: a loop over them would
+    // be a chain of RL loads): first those past the largest power of two
+    // RP2 <= RL onto the first, then a tree.
+    if (rl < RL - RP2) {
+        accs[lid] += accs[lid + RP2 * SL];
+    }
+    workgroupBarrier();
+    for (var st = RP2 / 2u; st > 0u; st >>= 1u) {
+        if (rl < st) {
+            accs[lid] += accs[lid + st * SL];
         }
-        o[idx * HD4 + dv] = s;
+        workgroupBarrier();
+    }
+    if (lid < SL) {
+        o[idx * HD4 + dv] = accs[lid];
     }
 }

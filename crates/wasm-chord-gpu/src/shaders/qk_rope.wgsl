@@ -38,9 +38,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let half = p[3] / 2u;
     let theta_scale = bitcast<f32>(p[5]);
+    // θ of pair i is the position times θ_scale i times, multiplied in
+    // turn; a thread's next pair goes on from its last.
+    var theta = f32(d[t]);
+    var done = 0u;
     for (var pair = lid; pair < half; pair += WG) {
-        var theta = f32(d[t]);
-        for (var i = 0u; i < pair; i++) {
+        for (; done < pair; done++) {
             theta *= theta_scale;
         }
         var f = 1.0;
