@@ -40,47 +40,23 @@ fn total(lid: u32, s: f32) -> f32 {
 }
 
 
-// Value k of this thread's eight (index lid + k·WG of the row), or 0 past
-// the row's n values.
-fn ld_x(base: u32, i: u32, n: u32) -> f32 {
-    if (i < n) {
-        return x[base + i];
+// Index i of the row at base in x (src 0) or b (1), or of the norm weights
+// w (2) or bw (3); 0 past the row's n values.
+fn ld(src: u32, base: u32, i: u32, n: u32) -> f32 {
+    if (i >= n) {
+        return 0.0;
     }
-    return 0.0;
-}
-fn ld_b(base: u32, i: u32, n: u32) -> f32 {
-    if (i < n) {
-        return b[base + i];
+    switch src {
+        case 0u: { return x[base + i]; }
+        case 1u: { return b[base + i]; }
+        case 2u: { return w[i]; }
+        default: { return bw[i]; }
     }
-    return 0.0;
 }
-fn ld_w(i: u32, n: u32) -> f32 {
-    if (i < n) {
-        return w[i];
-    }
-    return 0.0;
-}
-fn ld_bw(i: u32, n: u32) -> f32 {
-    if (i < n) {
-        return bw[i];
-    }
-    return 0.0;
-}
-fn ld4_x(base: u32, lid: u32, n: u32, h: u32) -> vec4<f32> {
+// Values 4h..4h+4 of this thread's eight (indices lid + k·WG).
+fn ld4(src: u32, base: u32, lid: u32, n: u32, h: u32) -> vec4<f32> {
     let i = lid + 4u * h * WG;
-    return vec4<f32>(ld_x(base, i, n), ld_x(base, i + WG, n), ld_x(base, i + 2u * WG, n), ld_x(base, i + 3u * WG, n));
-}
-fn ld4_b(base: u32, lid: u32, n: u32, h: u32) -> vec4<f32> {
-    let i = lid + 4u * h * WG;
-    return vec4<f32>(ld_b(base, i, n), ld_b(base, i + WG, n), ld_b(base, i + 2u * WG, n), ld_b(base, i + 3u * WG, n));
-}
-fn ld4_w(lid: u32, n: u32, h: u32) -> vec4<f32> {
-    let i = lid + 4u * h * WG;
-    return vec4<f32>(ld_w(i, n), ld_w(i + WG, n), ld_w(i + 2u * WG, n), ld_w(i + 3u * WG, n));
-}
-fn ld4_bw(lid: u32, n: u32, h: u32) -> vec4<f32> {
-    let i = lid + 4u * h * WG;
-    return vec4<f32>(ld_bw(i, n), ld_bw(i + WG, n), ld_bw(i + 2u * WG, n), ld_bw(i + 3u * WG, n));
+    return vec4<f32>(ld(src, base, i, n), ld(src, base, i + WG, n), ld(src, base, i + 2u * WG, n), ld(src, base, i + 3u * WG, n));
 }
 // The sum of squares of four values added one after the other to s.
 fn sq4(s: f32, v: vec4<f32>) -> f32 {
@@ -91,55 +67,48 @@ fn sq4(s: f32, v: vec4<f32>) -> f32 {
     t += v.w * v.w;
     return t;
 }
-fn st_x(base: u32, i: u32, n: u32, v: f32) {
+// Stores index i of the row into x (to_y false) or y (and `keep`s it).
+fn st(to_y: bool, base: u32, i: u32, n: u32, v: f32) {
     if (i < n) {
-        x[base + i] = v;
+        if (to_y) {
+            y[base + i] = v;
+            keep(i, v);
+        } else {
+            x[base + i] = v;
+        }
     }
 }
-fn st_y(base: u32, i: u32, n: u32, v: f32) {
-    if (i < n) {
-        y[base + i] = v;
-        keep(i, v);
-    }
-}
-fn st4_x(base: u32, lid: u32, n: u32, h: u32, v: vec4<f32>) {
+fn st4(to_y: bool, base: u32, lid: u32, n: u32, h: u32, v: vec4<f32>) {
     let i = lid + 4u * h * WG;
-    st_x(base, i, n, v.x);
-    st_x(base, i + WG, n, v.y);
-    st_x(base, i + 2u * WG, n, v.z);
-    st_x(base, i + 3u * WG, n, v.w);
-}
-fn st4_y(base: u32, lid: u32, n: u32, h: u32, v: vec4<f32>) {
-    let i = lid + 4u * h * WG;
-    st_y(base, i, n, v.x);
-    st_y(base, i + WG, n, v.y);
-    st_y(base, i + 2u * WG, n, v.z);
-    st_y(base, i + 3u * WG, n, v.w);
+    st(to_y, base, i, n, v.x);
+    st(to_y, base, i + WG, n, v.y);
+    st(to_y, base, i + 2u * WG, n, v.z);
+    st(to_y, base, i + 3u * WG, n, v.w);
 }
 
 // A row of at most 8·WG values (see the top).
 fn short_row(lid: u32, base: u32, dim: u32, n: u32, eps: f32, normed: bool) {
     // Values lid + k·WG: k = 0..4 in the first vector, 4..8 in the second.
-    let x0 = ld4_x(base, lid, n, 0u);
-    let x1 = ld4_x(base, lid, n, 1u);
-    var b0 = ld4_b(base, lid, n, 0u);
-    var b1 = ld4_b(base, lid, n, 1u);
-    let w0 = ld4_w(lid, n, 0u);
-    let w1 = ld4_w(lid, n, 1u);
+    let x0 = ld4(0u, base, lid, n, 0u);
+    let x1 = ld4(0u, base, lid, n, 1u);
+    var b0 = ld4(1u, base, lid, n, 0u);
+    var b1 = ld4(1u, base, lid, n, 1u);
+    let w0 = ld4(2u, 0u, lid, n, 0u);
+    let w1 = ld4(2u, 0u, lid, n, 1u);
     if (normed) {
-        let bw0 = ld4_bw(lid, n, 0u);
-        let bw1 = ld4_bw(lid, n, 1u);
+        let bw0 = ld4(3u, 0u, lid, n, 0u);
+        let bw1 = ld4(3u, 0u, lid, n, 1u);
         let bscale = 1.0 / sqrt(total(lid, sq4(sq4(0.0, b0), b1)) / f32(dim) + eps);
         b0 = (b0 * bscale) * bw0;
         b1 = (b1 * bscale) * bw1;
     }
     let v0 = x0 + b0;
     let v1 = x1 + b1;
-    st4_x(base, lid, n, 0u, v0);
-    st4_x(base, lid, n, 1u, v1);
+    st4(false, base, lid, n, 0u, v0);
+    st4(false, base, lid, n, 1u, v1);
     let scale = 1.0 / sqrt(total(lid, sq4(sq4(0.0, v0), v1)) / f32(dim) + eps);
-    st4_y(base, lid, n, 0u, (v0 * scale) * w0);
-    st4_y(base, lid, n, 1u, (v1 * scale) * w1);
+    st4(true, base, lid, n, 0u, (v0 * scale) * w0);
+    st4(true, base, lid, n, 1u, (v1 * scale) * w1);
 }
 
 @compute @workgroup_size(256)
