@@ -18,6 +18,8 @@ const QUANTIZE: &str = include_str!("shaders/quantize.wgsl");
 const QUANTIZE_Q8: &str = include_str!("shaders/quantize_q8.wgsl");
 const DOT_Q8: &str = include_str!("shaders/dot_q8.wgsl");
 const DOT_Q8_PAIR: &str = include_str!("shaders/dot_q8_pair.wgsl");
+const DEQ_Q8: &str = include_str!("shaders/deq_q8.wgsl");
+const MATMUL_Q8: &str = include_str!("shaders/matmul_q8.wgsl");
 const NORM_Q8: &str = include_str!("shaders/norm_q8.wgsl");
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
 const ADD_RMS_NORM: &str = include_str!("shaders/add_rms_norm.wgsl");
@@ -1042,6 +1044,13 @@ impl GpuBackend {
         n_tokens > MV_TOKENS && self.f16() && Self::int8_weight(w)
     }
 
+    /// Whether the product of `w` with `n_tokens` runs in the int8 tiled
+    /// kernel: a prompt (the tiled kernel), a weight with 8-bit products,
+    /// packed dot products on and f16 arithmetic off.
+    fn int8_tiled_for(&self, w: &GpuWeight, n_tokens: usize) -> bool {
+        n_tokens > MV_TOKENS && self.int_dot() && !self.f16() && Self::int8_weight(w)
+    }
+
     /// Whether `w`'s rows are whole 32-value sub-blocks of a type with a
     /// product on 8-bit activations (`dot_q8.wgsl`).
     fn int8_weight(w: &GpuWeight) -> bool {
@@ -1075,7 +1084,9 @@ impl GpuBackend {
         need("matmul", "out", out.len, n_tokens * w.rows)?;
         match act_mode(w.ty) {
             Some(mode @ 0..=1)
-                if self.int_dot_for(w, n_tokens) || self.f16_tiled_for(w, n_tokens) =>
+                if self.int_dot_for(w, n_tokens)
+                    || self.f16_tiled_for(w, n_tokens)
+                    || self.int8_tiled_for(w, n_tokens) =>
             {
                 self.quantized(x, n_tokens * w.cols, PACKED_Q8_0 + mode)
             }
@@ -1112,8 +1123,11 @@ impl GpuBackend {
         }
         let tiled = n_tokens > MV_TOKENS && w.cols.is_multiple_of(32);
         let f16 = self.f16_tiled_for(w, n_tokens);
+        let int8 = self.int8_tiled_for(w, n_tokens);
         let (kind, body) = if f16 {
             ("matmul_f16", MATMUL_F16)
+        } else if int8 {
+            ("matmul_q8", MATMUL_Q8)
         } else if tiled {
             ("matmul", MATMUL)
         } else {
@@ -1131,7 +1145,14 @@ impl GpuBackend {
             format!("{kind}_{ty_name}_{tpr}")
         };
         let pipe = self.ctx.pipeline(&key, || {
-            if tiled {
+            if int8 {
+                let src = format!(
+                    "{body}\n{TILE_IO}\n{DOT_Q8}\n{DEQ_Q8}\n\
+                     fn qw(base: u32, sb: u32, k: u32) -> u32 {{ return qw_{ty_name}(base, sb, k); }}\n\
+                     fn qsc(base: u32, sb: u32) -> vec3<f32> {{ return qsc_{ty_name}(base, sb); }}\n"
+                );
+                with_deq(&src, ty_name)
+            } else if tiled {
                 with_deq(&format!("{body}\n{TILE_IO}"), ty_name)
             } else {
                 with_deq(body, ty_name).replace("TPR", &format!("{tpr}u"))
@@ -1151,7 +1172,7 @@ impl GpuBackend {
             let binds = [Bind::Buf(&part.buf), Bind::Buf(&act), Bind::Buf(&out.buf)];
             if tiled {
                 p[2] = u32_of("matmul", n_tokens)?;
-                if f16 {
+                if f16 || int8 {
                     // The packed activations' scales follow their values.
                     p[5] = u32_of("matmul", n_tokens * w.cols / 4)?;
                 }

@@ -182,6 +182,75 @@ fn one_token_products_with_int8_activations_match_cpu() {
 }
 
 #[test]
+fn prompt_products_on_int8_match_cpu_and_the_f32_kernel() {
+    if gpu().is_none() {
+        return;
+    }
+    // Prompts (more than 8 tokens) on weights with 8-bit products run the
+    // int8 tiled kernel where WGSL has dot4I8Packed: integer sums of the
+    // same 8-bit activations the CPU backend multiplies, so only the order
+    // of the float sums differs. Rows and tokens that fill one tile, two,
+    // and part of one; the f32 tiled kernel (the same rounded activations
+    // as floats) is the comparison.
+    let g = GpuBackend::new().unwrap();
+    if !g.int_dot() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true but WGSL's dot4I8Packed is not available"
+        );
+        eprintln!("skipping: no dot4I8Packed");
+        return;
+    }
+    g.set_f16(false);
+    let c = cpu();
+    for (cols, rows, n) in [(512usize, 72usize, 9usize), (1536, 64, 70), (4096, 20, 130)] {
+        for (i, ty) in INT8_TYPES.into_iter().enumerate() {
+            let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 120 + i as u64))]);
+            let (wg, wc) = (weight(&g, &file, "w"), weight(&c, &file, "w"));
+            // Tokens whose sizes differ 1000x.
+            let x: Vec<f32> = rand_vec(n * cols, 130 + i as u64)
+                .iter()
+                .enumerate()
+                .map(|(j, v)| v * 10f32.powi((j / cols % 4) as i32 - 1))
+                .collect();
+            let mut oc = c.alloc(n * rows).unwrap();
+            c.matmul(&wc, &c.upload(&x).unwrap(), n, &mut oc).unwrap();
+            let want = read(&c, &oc);
+            let mut errs = [0f32; 2];
+            for (k, on) in [true, false].into_iter().enumerate() {
+                g.set_int_dot(on);
+                let mut og = g.alloc(n * rows).unwrap();
+                g.matmul(&wg, &g.upload(&x).unwrap(), n, &mut og).unwrap();
+                // Token by token: a small token's error is not hidden by
+                // a large one's.
+                errs[k] = (0..n)
+                    .map(|t| {
+                        let r = t * rows..(t + 1) * rows;
+                        rel_l2(&read(&g, &og)[r.clone()], &want[r])
+                    })
+                    .fold(0f32, f32::max);
+            }
+            g.set_int_dot(true);
+            eprintln!(
+                "{ty:?} {cols}x{rows} n={n}: int8 {:.2e}, f32 {:.2e}",
+                errs[0], errs[1]
+            );
+            assert!(
+                errs[0] < 2e-6,
+                "{ty:?} {cols}x{rows} n={n}: int8 {}",
+                errs[0]
+            );
+            // The f32 kernel sums floats along the whole row.
+            assert!(
+                errs[1] < 1e-5,
+                "{ty:?} {cols}x{rows} n={n}: f32 {}",
+                errs[1]
+            );
+        }
+    }
+}
+
+#[test]
 fn prompt_products_in_f16_match_cpu_and_the_f32_kernel() {
     if gpu().is_none() {
         return;
