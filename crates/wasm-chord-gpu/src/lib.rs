@@ -224,8 +224,9 @@ pub struct GpuBackend {
     has_f16: bool,
     /// Whether prompt products use f16 arithmetic.
     use_f16: AtomicBool,
-    /// Whether one-token Q4_K products take two sub-blocks a step.
-    use_q4k_pairs: AtomicBool,
+    /// Whether one-token Q4_K and Q6_K products take the sub-blocks that
+    /// share their bytes together.
+    use_subblock_groups: AtomicBool,
 }
 
 /// Marks the buffers `qk_rope` writes as changed: the outputs with QK-norm,
@@ -340,7 +341,9 @@ impl GpuBackend {
             use_int_dot: AtomicBool::new(has_int_dot),
             has_f16,
             use_f16: AtomicBool::new(has_f16 && f16_from_env()),
-            use_q4k_pairs: AtomicBool::new(env_flag("WASM_CHORD_GPU_Q4K_PAIRS") != Some(false)),
+            use_subblock_groups: AtomicBool::new(
+                env_flag("WASM_CHORD_GPU_SUBBLOCK_GROUPS") != Some(false),
+            ),
         })
     }
 
@@ -464,19 +467,21 @@ impl GpuBackend {
         self.use_f16.load(Ordering::Relaxed)
     }
 
-    /// Lets one-token Q4_K products on 8-bit activations take a block's
-    /// sub-blocks two at a time (the default; `dot_q8_pair.wgsl`), or one
+    /// Lets one-token products on 8-bit activations take the sub-blocks
+    /// that share their bytes together (the default): a Q4_K block's two
+    /// sub-blocks of the same 32 bytes of nibbles (`dot_q8_pair.wgsl`), a
+    /// Q6_K half block's four (`idot4_q6_k`); off, a thread takes one
     /// sub-block per step like the other types.
-    /// `WASM_CHORD_GPU_Q4K_PAIRS=0` turns it off for backends made later.
-    /// Affects ops recorded later.
-    pub fn set_q4k_pairs(&self, on: bool) {
-        self.use_q4k_pairs.store(on, Ordering::Relaxed);
+    /// `WASM_CHORD_GPU_SUBBLOCK_GROUPS=0` turns it off for backends made
+    /// later. Affects ops recorded later.
+    pub fn set_subblock_groups(&self, on: bool) {
+        self.use_subblock_groups.store(on, Ordering::Relaxed);
     }
 
-    /// Whether one-token Q4_K products take two sub-blocks a step (see
-    /// [`GpuBackend::set_q4k_pairs`]).
-    pub fn q4k_pairs(&self) -> bool {
-        self.use_q4k_pairs.load(Ordering::Relaxed)
+    /// Whether one-token Q4_K and Q6_K products take several sub-blocks a
+    /// step (see [`GpuBackend::set_subblock_groups`]).
+    pub fn subblock_groups(&self) -> bool {
+        self.use_subblock_groups.load(Ordering::Relaxed)
     }
 
     /// Width the subgroup kernels may rely on (0: none).

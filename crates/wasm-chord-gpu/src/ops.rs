@@ -442,7 +442,7 @@ fn matvec_source(
     dual: bool,
     nt_max: usize,
     int: &[bool],
-    pair: &[bool],
+    group: &[u32],
 ) -> String {
     let n = types.len();
     let mut binds = String::new();
@@ -452,7 +452,7 @@ fn matvec_source(
         b += 1;
     };
     for s in 0..n {
-        let words = if pair[s] {
+        let words = if group[s] == 2 {
             "array<vec4<u32>>"
         } else {
             "array<u32>"
@@ -474,9 +474,38 @@ fn matvec_source(
     let mut dots = String::new();
     for (s, ty) in types.iter().enumerate() {
         let xs = xmap[s];
-        dots += &dequant_for(s, int[s], pair[s]);
+        dots += &dequant_for(s, int[s], group[s] == 2);
         let rb = 6 + 3 * s;
-        if pair[s] {
+        if group[s] == 4 {
+            // Q6_K on 8-bit activations: four sub-blocks (half a block) a
+            // step (`idot4_q6_k`); word mo + 2qi (+1) of the activations
+            // holds sub-blocks 4qi, 4qi + 1 (4qi + 2, 4qi + 3)'s scales and
+            // sums.
+            dots += &format!(
+                "
+fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
+    var acc: array<f32, 8>;
+    let base = r * p[{rb}u];
+    let nq = p[0] / 128u;
+    let mo = p[0] / 16u;
+    for (var qi = lane; qi < nq; qi += TPR) {{
+        let v = 8u * qi;
+        let m01 = x{xs}[mo + 2u * qi];
+        let m23 = x{xs}[mo + 2u * qi + 1u];
+        let t = idot4_q6_k_{s}(base, qi, x{xs}[v], x{xs}[v + 1u], x{xs}[v + 2u], x{xs}[v + 3u],
+            x{xs}[v + 4u], x{xs}[v + 5u], x{xs}[v + 6u], x{xs}[v + 7u]);
+        acc[0] += bitcast<f32>(m01.x) * t.x;
+        acc[0] += bitcast<f32>(m01.z) * t.y;
+        acc[0] += bitcast<f32>(m23.x) * t.z;
+        acc[0] += bitcast<f32>(m23.z) * t[3];
+    }}
+    return acc;
+}}
+"
+            );
+            continue;
+        }
+        if group[s] == 2 {
             // Q4_K on 8-bit activations: two sub-blocks a step
             // (`dot_q8_pair.wgsl`); word 4pr + k of the activations holds
             // values 16(4pr + k).., word mo + pr the two sub-blocks'
@@ -968,19 +997,20 @@ impl GpuBackend {
         let mut binds: Vec<Bind<'_>> = segs.iter().map(|s| Bind::Buf(&s.part.buf)).collect();
         binds.extend(acts.iter().map(|&a| Bind::Buf(a)));
         binds.extend(used.iter().map(|s| Bind::Buf(s.out)));
-        // Q4_K weights on 8-bit activations take two sub-blocks a step
-        // (`dot_q8_pair.wgsl`); when every weight does, a row's threads
-        // are counted by pairs.
-        let pair: Vec<bool> = segs
+        // Sub-blocks a thread takes per step: Q4_K and Q6_K weights on
+        // 8-bit activations take the sub-blocks that share their bytes
+        // together (two of Q4_K, four of Q6_K), the rest one; a row's
+        // threads are counted by the smallest group.
+        let group: Vec<u32> = segs
             .iter()
             .zip(&int)
-            .map(|(s, &i)| i && s.w.ty == GgmlType::Q4_K && self.q4k_pairs())
+            .map(|(s, &i)| match s.w.ty {
+                GgmlType::Q4_K if i && self.subblock_groups() => 2,
+                GgmlType::Q6_K if i && self.subblock_groups() => 4,
+                _ => 1,
+            })
             .collect();
-        let units = if pair.iter().all(|&p| p) {
-            cols / 2
-        } else {
-            cols
-        };
+        let units = cols / group.iter().copied().min().unwrap_or(1) as usize;
         let (tpr, wg, reduce) = matvec_shape(units, rows, sg, sg_max);
         let rows_per_group = (wg / tpr) as usize;
         let mut p = [0u32; 16];
@@ -1006,7 +1036,7 @@ impl GpuBackend {
             // A kernel for one token (generation), one for up to 8.
             let nt_max = if nt == 1 { 1 } else { MV_TOKENS };
             let key = format!(
-                "matvec_{}_{xmap:?}_{tpr}_{wg}_{reduce:?}_{nt_max}_{int:?}_{pair:?}{}",
+                "matvec_{}_{xmap:?}_{tpr}_{wg}_{reduce:?}_{nt_max}_{int:?}_{group:?}{}",
                 types.join("_"),
                 if glu.is_some() { "_glu" } else { "" }
             );
@@ -1020,7 +1050,7 @@ impl GpuBackend {
                     glu.is_some(),
                     nt_max,
                     &int,
-                    &pair,
+                    &group,
                 )
             });
             p[1] = nt as u32;

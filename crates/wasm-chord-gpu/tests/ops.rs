@@ -154,22 +154,22 @@ fn one_token_products_with_int8_activations_match_cpu() {
             let mut oc = c.alloc(rows).unwrap();
             c.matmul(&wc, &c.upload(&x).unwrap(), 1, &mut oc).unwrap();
             let want = read(&c, &oc);
-            // int8 (Q4_K: two sub-blocks a step), int8 one sub-block a
-            // step, f32.
+            // int8 (Q4_K: two sub-blocks a step, Q6_K: four), int8 one
+            // sub-block a step, f32.
             let mut errs = [0f32; 3];
-            for (k, (on, pairs)) in [(true, true), (true, false), (false, true)]
+            for (k, (on, groups)) in [(true, true), (true, false), (false, true)]
                 .into_iter()
                 .enumerate()
             {
                 g.set_int_dot(on);
-                g.set_q4k_pairs(pairs);
+                g.set_subblock_groups(groups);
                 assert_eq!(g.int_dot(), on);
                 let mut og = g.alloc(rows).unwrap();
                 g.matmul(&wg, &g.upload(&x).unwrap(), 1, &mut og).unwrap();
                 errs[k] = rel_l2(&read(&g, &og), &want);
             }
             g.set_int_dot(true);
-            g.set_q4k_pairs(true);
+            g.set_subblock_groups(true);
             eprintln!(
                 "{ty:?} {cols}x{rows}: int8 {:.2e} (by sub-blocks {:.2e}), f32 {:.2e}",
                 errs[0], errs[1], errs[2]

@@ -116,3 +116,56 @@ fn idot_q6_k(base: u32, sb: u32, a: vec4<u32>, b: vec4<u32>, xs: i32) -> f32 {
     let sc1 = bitcast<i32>(wbyte(o + 193u + (kb >> 4u)) << 24u) >> 24u;
     return wf16(o + 208u) * f32(sc0 * s0 + sc1 * s1);
 }
+
+// Byte i (0..4) of v as a signed value.
+fn sbyte(v: u32, i: u32) -> i32 {
+    return bitcast<i32>(v << (24u - 8u * i)) >> 24u;
+}
+
+// block_q6_K, four sub-blocks at a time: half qi & 1 of block qi >> 1
+// (128 values), whose four sub-blocks share their bytes: the low and high
+// nibbles of 64 bytes and the four 2-bit fields of 32 more. Each word is
+// loaded once for the four (a thread per sub-block loads the 2-bit bytes
+// four times and the nibbles twice). Returns each sub-block's product
+// before the activations' scale, as `idot_q6_k` computes it; `a_c`, `b_c`
+// are sub-block c's activations.
+fn idot4_q6_k(base: u32, qi: u32, a0: vec4<u32>, b0: vec4<u32>, a1: vec4<u32>, b1: vec4<u32>,
+              a2: vec4<u32>, b2: vec4<u32>, a3: vec4<u32>, b3: vec4<u32>) -> vec4<f32> {
+    let o = base + (qi >> 1u) * 210u;
+    let n = qi & 1u;
+    let lo = o + 64u * n;
+    let ho = o + 128u + 32u * n;
+    // Sums of each sub-block's first and last 16 values.
+    var s0 = vec4<i32>(0);
+    var s1 = vec4<i32>(0);
+    for (var k = 0u; k < 8u; k++) {
+        let la = wu32(lo + 4u * k);
+        let lb = wu32(lo + 32u + 4u * k);
+        let h = wu32(ho + 4u * k);
+        let q0 = unbias((la & 0x0f0f0f0fu) | ((h & 0x03030303u) << 4u), 32u);
+        let q1 = unbias((lb & 0x0f0f0f0fu) | (((h >> 2u) & 0x03030303u) << 4u), 32u);
+        let q2 = unbias(((la >> 4u) & 0x0f0f0f0fu) | (((h >> 4u) & 0x03030303u) << 4u), 32u);
+        let q3 = unbias(((lb >> 4u) & 0x0f0f0f0fu) | (((h >> 6u) & 0x03030303u) << 4u), 32u);
+        let d = vec4<i32>(
+            dot4I8Packed(q0, xw(a0, b0, k)),
+            dot4I8Packed(q1, xw(a1, b1, k)),
+            dot4I8Packed(q2, xw(a2, b2, k)),
+            dot4I8Packed(q3, xw(a3, b3, k))
+        );
+        if (k < 4u) {
+            s0 += d;
+        } else {
+            s1 += d;
+        }
+    }
+    // Sub-block c's two scales are bytes 2c and 2c + 1 of these 8.
+    let sc0 = wu32(o + 192u + 8u * n);
+    let sc1 = wu32(o + 196u + 8u * n);
+    let d = wf16(o + 208u);
+    return vec4<f32>(
+        d * f32(sbyte(sc0, 0u) * s0.x + sbyte(sc0, 1u) * s1.x),
+        d * f32(sbyte(sc0, 2u) * s0.y + sbyte(sc0, 3u) * s1.y),
+        d * f32(sbyte(sc1, 0u) * s0.z + sbyte(sc1, 1u) * s1.z),
+        d * f32(sbyte(sc1, 2u) * s0[3] + sbyte(sc1, 3u) * s1[3])
+    );
+}
