@@ -146,8 +146,14 @@ fn one_token_products_with_int8_activations_match_cpu() {
         return;
     }
     let c = cpu();
-    for (cols, rows) in [(512usize, 40usize), (1536, 24), (4096, 8)] {
+    // The last shape has enough Q6_K half blocks (rows x cols / 128 =
+    // 65,536) for its products to take four sub-blocks a step.
+    let shapes = [(512usize, 40usize), (1536, 24), (4096, 8), (2048, 4096)];
+    for (cols, rows) in shapes {
         for (i, ty) in INT8_TYPES.into_iter().enumerate() {
+            if rows > 1000 && ty != GgmlType::Q6_K {
+                continue;
+            }
             let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 90 + i as u64))]);
             let (wg, wc) = (weight(&g, &file, "w"), weight(&c, &file, "w"));
             let x = rand_vec(cols, 95 + i as u64);
