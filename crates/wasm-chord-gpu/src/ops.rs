@@ -451,8 +451,9 @@ fn matvec_source(
         binds += &format!("@group(0) @binding({b}) var<storage, {access}> {name}: {ty};\n");
         b += 1;
     };
-    for s in 0..n {
-        let words = if group[s] == 2 {
+    for (s, &g) in group.iter().enumerate() {
+        // Q4_K pairs read the weight as 16-byte words.
+        let words = if g == 2 {
             "array<vec4<u32>>"
         } else {
             "array<u32>"
