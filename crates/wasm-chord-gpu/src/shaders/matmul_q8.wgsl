@@ -32,6 +32,42 @@ var<workgroup> wmn: array<vec4<f32>, 16>;
 var<workgroup> xsc: array<vec4<f32>, 16>;
 var<workgroup> xsm: array<vec4<f32>, 16>;
 
+// Word k of weight row r's sub-block sb (zero past the last row).
+fn wword(r: u32, rows: u32, sb: u32, k: u32) -> u32 {
+    if (r < rows) {
+        return qw(r * p[6], sb, k);
+    }
+    return 0u;
+}
+
+// Weight row r's scales of sub-block sb (zero past the last row).
+fn wscale(r: u32, rows: u32, sb: u32) -> vec3<f32> {
+    if (r < rows) {
+        return qsc(r * p[6], sb);
+    }
+    return vec3<f32>(0.0);
+}
+
+// Word k of token t's activations in sub-block sb (zero past the last
+// token).
+fn xword(t: u32, nt: u32, nw: u32, sb: u32, k: u32) -> u32 {
+    if (t < nt) {
+        return x[t * nw + sb * 8u + k];
+    }
+    return 0u;
+}
+
+// Token t's scale of sub-block sb and scale · sum (zero past the last
+// token).
+fn xscale(t: u32, nt: u32, nsb: u32, sb: u32) -> vec2<f32> {
+    if (t < nt) {
+        let o = p[5] + 2u * (t * nsb + sb);
+        let d = bitcast<f32>(x[o]);
+        return vec2<f32>(d, d * f32(bitcast<i32>(x[o + 1u])));
+    }
+    return vec2<f32>(0.0);
+}
+
 fn dot4(wv: vec4<u32>, xw: u32) -> vec4<i32> {
     return vec4<i32>(dot4I8Packed(wv.x, xw), dot4I8Packed(wv.y, xw), dot4I8Packed(wv.z, xw), dot4I8Packed(wv[3], xw));
 }
@@ -46,51 +82,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
     let r0 = wid.x * 64u;
     let t0 = wid.y * 64u;
     let tid = l.y * 16u + l.x;
-    // Staging: thread tid takes words 2(tid % 4), +1 of row (and token)
-    // tid / 4; the first of each four also the scales.
-    let sr = tid / 4u;
-    let sk = 2u * (tid % 4u);
-    let wr = r0 + sr;
-    let xt = t0 + sr;
-    let base = wr * p[6];
+    // Staging: threads 0..128 take word k = tid % 8 of weight rows
+    // 4g..4g+4 (g = tid / 8), threads 128..256 the same word of tokens
+    // 4g..4g+4, and write it as one vector (no two threads write parts of
+    // one vector, which some shader compilers store whole). The first 16
+    // of each half also take their group's scales.
+    let half = tid / 128u;
+    let g = (tid % 128u) / 8u;
+    let sk = tid % 8u;
+    let r4 = r0 + 4u * g;
+    let t4 = t0 + 4u * g;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var sb = 0u; sb < nsb; sb++) {
-        var w0 = 0u;
-        var w1 = 0u;
-        if (wr < rows) {
-            w0 = qw(base, sb, sk);
-            w1 = qw(base, sb, sk + 1u);
-        }
-        wq[sk][sr / 4u][sr % 4u] = w0;
-        wq[sk + 1u][sr / 4u][sr % 4u] = w1;
-        var x0 = 0u;
-        var x1 = 0u;
-        if (xt < nt) {
-            x0 = x[xt * nw + sb * 8u + sk];
-            x1 = x[xt * nw + sb * 8u + sk + 1u];
-        }
-        xq[sk][sr / 4u][sr % 4u] = x0;
-        xq[sk + 1u][sr / 4u][sr % 4u] = x1;
-        if (sk == 0u) {
-            var s = vec3<f32>(0.0);
-            if (wr < rows) {
-                s = qsc(base, sb);
+        if (half == 0u) {
+            wq[sk][g] = vec4<u32>(wword(r4, rows, sb, sk), wword(r4 + 1u, rows, sb, sk),
+                wword(r4 + 2u, rows, sb, sk), wword(r4 + 3u, rows, sb, sk));
+            if (tid < 16u) {
+                let s0 = wscale(r0 + 4u * tid, rows, sb);
+                let s1 = wscale(r0 + 4u * tid + 1u, rows, sb);
+                let s2 = wscale(r0 + 4u * tid + 2u, rows, sb);
+                let s3 = wscale(r0 + 4u * tid + 3u, rows, sb);
+                wlo[tid] = vec4<f32>(s0.x, s1.x, s2.x, s3.x);
+                whi[tid] = vec4<f32>(s0.y, s1.y, s2.y, s3.y);
+                wmn[tid] = vec4<f32>(s0.z, s1.z, s2.z, s3.z);
             }
-            wlo[sr / 4u][sr % 4u] = s.x;
-            whi[sr / 4u][sr % 4u] = s.y;
-            wmn[sr / 4u][sr % 4u] = s.z;
-            var d = 0.0;
-            var m = 0.0;
-            if (xt < nt) {
-                let o = p[5] + 2u * (xt * nsb + sb);
-                d = bitcast<f32>(x[o]);
-                m = d * f32(bitcast<i32>(x[o + 1u]));
+        } else {
+            xq[sk][g] = vec4<u32>(xword(t4, nt, nw, sb, sk), xword(t4 + 1u, nt, nw, sb, sk),
+                xword(t4 + 2u, nt, nw, sb, sk), xword(t4 + 3u, nt, nw, sb, sk));
+            if (tid < 144u) {
+                let u = tid - 128u;
+                let s0 = xscale(t0 + 4u * u, nt, nsb, sb);
+                let s1 = xscale(t0 + 4u * u + 1u, nt, nsb, sb);
+                let s2 = xscale(t0 + 4u * u + 2u, nt, nsb, sb);
+                let s3 = xscale(t0 + 4u * u + 3u, nt, nsb, sb);
+                xsc[u] = vec4<f32>(s0.x, s1.x, s2.x, s3.x);
+                xsm[u] = vec4<f32>(s0.y, s1.y, s2.y, s3.y);
             }
-            xsc[sr / 4u][sr % 4u] = d;
-            xsm[sr / 4u][sr % 4u] = m;
         }
         workgroupBarrier();
         // Integer sums of the first and the last 16 values, per token of
