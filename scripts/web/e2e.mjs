@@ -15,7 +15,19 @@
 // gives the same greedy text.
 // Saves screenshots under target/web-artifacts/.
 //
-//   node scripts/web/e2e.mjs MODEL_DIR MODEL_NAME PROMPT N NATIVE_TEXT_FILE
+// The WebGPU texts are compared with NATIVE_WEBGPU_TEXT_FILE when given: the
+// native CLI's greedy text on the WebGPU backend over the same Vulkan device
+// (SwiftShader), so that the browser's WebGPU runs the native kernels'
+// arithmetic. Against the CPU's text a WebGPU device may differ by a token:
+// Vulkan lets a device's division, square root and exp be a few ULP off,
+// SwiftShader's results differ from the CPU's in the last bits (every op
+// test passes on it; the tiny models' logits differ by ~2e-2, as at
+// earlier commits), and on a tiny random-weight model one 8-bit activation
+// that rounds the other way moves logits by ~1e-2, more than the CPU's
+// margin at some steps (0.038 at this prompt's 12th token). Parity with the
+// CPU and llama.cpp is the native tests' work, on lavapipe.
+//
+//   node scripts/web/e2e.mjs MODEL_DIR MODEL_NAME PROMPT N NATIVE_TEXT_FILE [NATIVE_WEBGPU_TEXT_FILE]
 import { chromium } from "../../bindings/js/node_modules/playwright-core/index.mjs";
 import { mkdtemp, readFile, rm, mkdir, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -23,11 +35,13 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serve } from "./serve.mjs";
 
-const [modelDir, modelName, prompt, n, nativeFile] = process.argv.slice(2);
+const [modelDir, modelName, prompt, n, nativeFile, nativeGpuFile] = process.argv.slice(2);
 const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const artifacts = join(ROOT, "target", "web-artifacts");
 await mkdir(artifacts, { recursive: true });
 const want = await readFile(nativeFile, "utf8");
+const wantGpu = nativeGpuFile ? await readFile(nativeGpuFile, "utf8") : want;
+const gpuRef = nativeGpuFile ? "the native CLI's on the same WebGPU device" : "the native CLI's";
 
 const server = await serve({ models: modelDir });
 const profile = await mkdtemp(join(tmpdir(), "wasm-chord-chromium-"));
@@ -168,11 +182,11 @@ try {
   await page.screenshot({ path: join(artifacts, "demo-webgpu.png"), fullPage: true });
   console.log(`WebGPU (auto, worker): ${gpuAuto.gen}; ${gpuAuto.tps}; backend ${gpuAuto.backend}`);
   check(gpuAuto.backendName === "webgpu", `"auto" runs on WebGPU: ${gpuAuto.backend} ${gpuAuto.info}`);
-  check(gpuAuto.text === want, `WebGPU greedy text equals the native CLI's (${JSON.stringify(gpuAuto.text)})`);
+  check(gpuAuto.text === wantGpu, `WebGPU greedy text equals ${gpuRef} (${JSON.stringify(gpuAuto.text)})`);
   const gpuPicked = await loadAndGenerate(join(modelDir, modelName), false, "webgpu");
   console.log(`WebGPU (picked file, main thread): ${gpuPicked.gen}; ${gpuPicked.tps}`);
   check(gpuPicked.backendName === "webgpu", `WebGPU on the main thread: ${gpuPicked.backend}`);
-  check(gpuPicked.text === want, "same WebGPU text from a picked file (streamed upload)");
+  check(gpuPicked.text === wantGpu, "same WebGPU text from a picked file (streamed upload)");
 
   // A weight type WebGPU lacks (q4_1): "auto" notices it with the header and
   // runs the model on the CPU, saying why; "webgpu" refuses it.
@@ -225,9 +239,9 @@ try {
       { path: modelPath, prompt, n: Number(n) },
     );
     console.log("panic recovery:", JSON.stringify({ ...panic, before: undefined, again: undefined }));
-    check(panic.before === want, "panic-test build on WebGPU: the native text before the panic");
+    check(panic.before === wantGpu, "panic-test build on WebGPU: the native text before the panic");
     check(panic.panic === "PANIC" && panic.lost === "MODEL_LOST", "main thread: PANIC, then the old model throws MODEL_LOST");
-    check(panic.again === want && panic.againBackend === "webgpu", "a new WebGPU model after the panic: the same text");
+    check(panic.again === wantGpu && panic.againBackend === "webgpu", "a new WebGPU model after the panic: the same text");
     check(panic.workerBefore === want && panic.workerPanic === "PANIC", "worker: the native text, then PANIC");
     check(panic.workerLost === "MODEL_LOST", "worker: the old model throws MODEL_LOST");
     check(panic.workerAgain === want, "a new worker after the panic: the same text");

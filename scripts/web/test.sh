@@ -13,7 +13,8 @@
 #   5. the demo page in headless Chromium (scripts/web/e2e.mjs): the same
 #      greedy text on the CPU path, then a second visit served from the
 #      model cache; then on WebGPU (SwiftShader, no GPU needed) with the
-#      weights streamed to the GPU, again the native text.
+#      weights streamed to the GPU, the native CLI's text on the WebGPU
+#      backend over the same SwiftShader device.
 # Screenshots go to target/web-artifacts/. With CI=true a missing tool is a
 # failure; otherwise the steps that need it are skipped with a note.
 set -euo pipefail
@@ -70,6 +71,21 @@ done
 "$cli" generate -m "$work/tiny.gguf" -p "$PROMPT" -n "$N" --temp 0 >"$work/native.raw" 2>"$work/native.err"
 head -c -1 "$work/native.raw" >"$work/native.txt" # the CLI ends with one newline of its own
 echo "native greedy: $(cat "$work/native.txt" | head -c 200) [$(tail -1 "$work/native.err")]"
+# The same on the WebGPU backend over the browser's Vulkan device
+# (Chromium's SwiftShader), the reference of the page's WebGPU runs (why:
+# scripts/web/e2e.mjs).
+swiftshader_icd="$(dirname "$(readlink -f "${CHROMIUM:-/usr/bin/chromium}")")/vk_swiftshader_icd.json"
+[ -f "$swiftshader_icd" ] || swiftshader_icd=/usr/lib/chromium/vk_swiftshader_icd.json
+native_gpu=()
+if [ -f "$swiftshader_icd" ]; then
+  VK_ICD_FILENAMES="$swiftshader_icd" VK_DRIVER_FILES="$swiftshader_icd" "$cli" generate -m "$work/tiny.gguf" \
+    -p "$PROMPT" -n "$N" --temp 0 --backend webgpu >"$work/native-webgpu.raw" 2>"$work/native-webgpu.err"
+  head -c -1 "$work/native-webgpu.raw" >"$work/native-webgpu.txt"
+  echo "native greedy on WebGPU (SwiftShader): $(head -c 200 "$work/native-webgpu.txt") [$(tail -1 "$work/native-webgpu.err" | head -c 160)]"
+  native_gpu=("$work/native-webgpu.txt")
+elif $have_chromium; then
+  missing "Chromium's SwiftShader Vulkan driver (vk_swiftshader_icd.json)"
+fi
 
 if $have_node; then
   step "Rust API in Node (wasm-bindgen-test)"
@@ -107,7 +123,7 @@ fi
 if $have_node && $have_chromium; then
   step "demo page in headless Chromium"
   set +e
-  node scripts/web/e2e.mjs "$work" tiny.gguf "$PROMPT" "$N" "$work/native.txt"
+  node scripts/web/e2e.mjs "$work" tiny.gguf "$PROMPT" "$N" "$work/native.txt" "${native_gpu[@]}"
   result "chromium end-to-end" $?
   set -e
 fi
