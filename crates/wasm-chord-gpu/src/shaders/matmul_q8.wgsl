@@ -23,11 +23,11 @@
 // Word k of the slice for rows (tokens) 4g..4g+4.
 var<workgroup> wq: array<array<vec4<u32>, 16>, 8>;
 var<workgroup> xq: array<array<vec4<u32>, 16>, 8>;
-// Per group of 4 rows: scale of the first 16 values, of the last 16, and
-// the minimum's coefficient.
-var<workgroup> wlo: array<vec4<f32>, 16>;
-var<workgroup> whi: array<vec4<f32>, 16>;
-var<workgroup> wmn: array<vec4<f32>, 16>;
+// Per row: scale of the first 16 values, of the last 16, and the
+// minimum's coefficient.
+var<workgroup> wlo: array<f32, 64>;
+var<workgroup> whi: array<f32, 64>;
+var<workgroup> wmn: array<f32, 64>;
 // Per group of 4 tokens: the activations' scale, and scale · sum.
 var<workgroup> xsc: array<vec4<f32>, 16>;
 var<workgroup> xsm: array<vec4<f32>, 16>;
@@ -85,8 +85,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
     // Staging: threads 0..128 take word k = tid % 8 of weight rows
     // 4g..4g+4 (g = tid / 8), threads 128..256 the same word of tokens
     // 4g..4g+4, and write it as one vector (no two threads write parts of
-    // one vector, which some shader compilers store whole). The first 16
-    // of each half also take their group's scales.
+    // one vector, which some shader compilers store whole). Threads
+    // 128..144 also take four tokens' scales, and threads 192..256 one
+    // weight row's scales each (a K-quant's take several dependent loads,
+    // so they are spread over 64 threads).
     let half = tid / 128u;
     let g = (tid % 128u) / 8u;
     let sk = tid % 8u;
@@ -100,15 +102,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
         if (half == 0u) {
             wq[sk][g] = vec4<u32>(wword(r4, rows, sb, sk), wword(r4 + 1u, rows, sb, sk),
                 wword(r4 + 2u, rows, sb, sk), wword(r4 + 3u, rows, sb, sk));
-            if (tid < 16u) {
-                let s0 = wscale(r0 + 4u * tid, rows, sb);
-                let s1 = wscale(r0 + 4u * tid + 1u, rows, sb);
-                let s2 = wscale(r0 + 4u * tid + 2u, rows, sb);
-                let s3 = wscale(r0 + 4u * tid + 3u, rows, sb);
-                wlo[tid] = vec4<f32>(s0.x, s1.x, s2.x, s3.x);
-                whi[tid] = vec4<f32>(s0.y, s1.y, s2.y, s3.y);
-                wmn[tid] = vec4<f32>(s0.z, s1.z, s2.z, s3.z);
-            }
         } else {
             xq[sk][g] = vec4<u32>(xword(t4, nt, nw, sb, sk), xword(t4 + 1u, nt, nw, sb, sk),
                 xword(t4 + 2u, nt, nw, sb, sk), xword(t4 + 3u, nt, nw, sb, sk));
@@ -120,6 +113,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
                 let s3 = xscale(t0 + 4u * u + 3u, nt, nsb, sb);
                 xsc[u] = vec4<f32>(s0.x, s1.x, s2.x, s3.x);
                 xsm[u] = vec4<f32>(s0.y, s1.y, s2.y, s3.y);
+            }
+            if (tid >= 192u) {
+                let u = tid - 192u;
+                let s = wscale(r0 + u, rows, sb);
+                wlo[u] = s.x;
+                whi[u] = s.y;
+                wmn[u] = s.z;
             }
         }
         workgroupBarrier();
@@ -149,9 +149,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
             j2 += dot4(wv, xv.z);
             j3 += dot4(wv, xv[3]);
         }
-        let lo = wlo[l.x];
-        let hi = whi[l.x];
-        let mn = wmn[l.x];
+        let w4 = 4u * l.x;
+        let lo = vec4<f32>(wlo[w4], wlo[w4 + 1u], wlo[w4 + 2u], wlo[w4 + 3u]);
+        let hi = vec4<f32>(whi[w4], whi[w4 + 1u], whi[w4 + 2u], whi[w4 + 3u]);
+        let mn = vec4<f32>(wmn[w4], wmn[w4 + 1u], wmn[w4 + 2u], wmn[w4 + 3u]);
         let d = xsc[l.y];
         let m = xsm[l.y];
         acc0 += d.x * (lo * vec4<f32>(i0) + hi * vec4<f32>(j0)) - mn * m.x;
