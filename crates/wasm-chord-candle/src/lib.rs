@@ -36,7 +36,8 @@ use std::mem::ManuallyDrop;
 use std::sync::{Arc, Mutex};
 use wasm_chord_core::backend::composed as composed_ops;
 use wasm_chord_core::backend::{
-    AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, StepKey, TensorBytes,
+    AttentionParams, Backend, BackendError, Caps, GluKind, QkRope, Result, RopeParams, StepKey,
+    TensorBytes,
 };
 use wasm_chord_core::gguf::TensorInfo;
 
@@ -730,30 +731,29 @@ impl Backend for CandleBackend {
 
     /// One custom op (`ops::QkRope`) instead of up to five; the composed
     /// path runs the trait's composition.
-    #[allow(clippy::too_many_arguments)]
     fn qk_rope(
         &self,
         q: &mut CandleBuffer,
         k: &mut CandleBuffer,
-        norms: Option<(&CandleWeight, &CandleWeight, f32)>,
         q_out: &mut CandleBuffer,
         k_out: &mut CandleBuffer,
-        positions: &[u32],
-        n_heads: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-        params: &RopeParams<'_>,
-        q_scale: Option<f32>,
+        rope: &QkRope<'_, CandleWeight>,
     ) -> Result<()> {
         let op = "qk_rope";
         let _g = self.guard();
+        let QkRope {
+            norms,
+            positions,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ref params,
+            q_scale,
+        } = *rope;
         let n = positions.len();
         // The fused kernel holds a head in 1024 floats of shared memory.
         if self.composed || head_dim > 1024 {
-            return composed_ops::qk_rope(
-                self, q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params,
-                q_scale,
-            );
+            return composed_ops::qk_rope(self, q, k, q_out, k_out, rope);
         }
         let freq_factors = self.rope_factors(op, params, head_dim)?;
         let norms = match norms {

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use wasm_chord_candle::{CandleBackend, CandleDevice, MATMUL_TYPES};
 use wasm_chord_core::backend::{
-    AttentionParams, Backend, GluKind, RopeKind, RopeParams, TensorBytes,
+    AttentionParams, Backend, GluKind, QkRope, RopeKind, RopeParams, TensorBytes,
 };
 use wasm_chord_core::gguf::{GgufFile, GgufWriter};
 use wasm_chord_core::GgmlType;
@@ -227,20 +227,16 @@ fn script<B: Backend>(be: &B, f: &Arc<GgufFile>) -> Vec<(String, Vec<f32>)> {
             freq_factors: (n_rot == 24).then_some(&ff[..]),
         };
         let norms = normed.then_some((&hnorm, &hnorm, 1e-6f32));
-        be.qk_rope(
-            &mut q,
-            &mut k,
+        let rope = QkRope {
             norms,
-            &mut qo,
-            &mut ko,
-            &[3, 9, 40],
-            nh,
-            nkv,
-            hd,
-            &p,
-            scale,
-        )
-        .unwrap();
+            positions: &[3, 9, 40],
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: hd,
+            params: p,
+            q_scale: scale,
+        };
+        be.qk_rope(&mut q, &mut k, &mut qo, &mut ko, &rope).unwrap();
         let name = format!("qk_rope {normed} {kind:?} {n_rot} {scale:?}");
         out.push((format!("{name} q"), get(be, &q, 3 * nh * hd)));
         out.push((format!("{name} k"), get(be, &k, 3 * nkv * hd)));

@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 
 use context::{not_available, Ctx};
 use wasm_chord_core::backend::{
-    AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, TensorBytes,
+    AttentionParams, Backend, BackendError, Caps, GluKind, QkRope, Result, RopeParams, TensorBytes,
 };
 use wasm_chord_core::gguf::TensorInfo;
 
@@ -741,21 +741,12 @@ impl Backend for GpuBackend {
         &self,
         q: &mut GpuBuffer,
         k: &mut GpuBuffer,
-        norms: Option<(&GpuWeight, &GpuWeight, f32)>,
         q_out: &mut GpuBuffer,
         k_out: &mut GpuBuffer,
-        positions: &[u32],
-        n_heads: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-        params: &RopeParams<'_>,
-        q_scale: Option<f32>,
+        rope: &QkRope<'_, GpuWeight>,
     ) -> Result<()> {
-        touch_rotated(norms.is_some(), q, k, q_out, k_out);
-        self.op_qk_rope(
-            q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params, q_scale,
-            None,
-        )
+        touch_rotated(rope.norms.is_some(), q, k, q_out, k_out);
+        self.op_qk_rope(q, k, q_out, k_out, rope, None)
     }
 
     fn qk_rope_kv(
@@ -763,20 +754,14 @@ impl Backend for GpuBackend {
         q: &mut GpuBuffer,
         k: &mut GpuBuffer,
         v: &GpuBuffer,
-        norms: Option<(&GpuWeight, &GpuWeight, f32)>,
         q_out: &mut GpuBuffer,
         k_out: &mut GpuBuffer,
-        positions: &[u32],
-        n_heads: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-        params: &RopeParams<'_>,
-        q_scale: Option<f32>,
+        rope: &QkRope<'_, GpuWeight>,
         k_dst: &mut GpuBuffer,
         v_dst: &mut GpuBuffer,
         rows: &[usize],
     ) -> Result<()> {
-        touch_rotated(norms.is_some(), q, k, q_out, k_out);
+        touch_rotated(rope.norms.is_some(), q, k, q_out, k_out);
         k_dst.touch();
         v_dst.touch();
         let kv = ops::KvRows {
@@ -785,20 +770,7 @@ impl Backend for GpuBackend {
             v_dst,
             rows,
         };
-        self.op_qk_rope(
-            q,
-            k,
-            norms,
-            q_out,
-            k_out,
-            positions,
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            params,
-            q_scale,
-            Some(kv),
-        )
+        self.op_qk_rope(q, k, q_out, k_out, rope, Some(kv))
     }
 
     fn matmul_glu(

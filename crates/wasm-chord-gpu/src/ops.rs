@@ -4,7 +4,7 @@
 use crate::context::{Bind, Pipe};
 use crate::weight::wgsl_name;
 use crate::{GpuBackend, GpuBuffer, GpuWeight, Quantized, NAME};
-use wasm_chord_core::backend::{BackendError, GluKind, Result, RopeKind, RopeParams};
+use wasm_chord_core::backend::{BackendError, GluKind, QkRope, Result, RopeKind, RopeParams};
 use wasm_chord_core::GgmlType;
 
 const DEQUANT: &str = include_str!("shaders/dequant.wgsl");
@@ -1537,23 +1537,25 @@ impl GpuBackend {
     /// RoPE of q and k in one dispatch (see `Backend::qk_rope`); with `kv`,
     /// the same dispatch writes the layer's new cache rows (see
     /// `Backend::qk_rope_kv`).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn op_qk_rope(
         &self,
         q: &mut GpuBuffer,
         k: &mut GpuBuffer,
-        norms: Option<(&GpuWeight, &GpuWeight, f32)>,
         q_out: &mut GpuBuffer,
         k_out: &mut GpuBuffer,
-        positions: &[u32],
-        n_heads: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-        params: &RopeParams<'_>,
-        q_scale: Option<f32>,
+        rope: &QkRope<'_, GpuWeight>,
         kv: Option<KvRows<'_>>,
     ) -> Result<()> {
         let op = "qk_rope";
+        let QkRope {
+            norms,
+            positions,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ref params,
+            q_scale,
+        } = *rope;
         let (nq, nk) = (
             positions.len() * n_heads * head_dim,
             positions.len() * n_kv_heads * head_dim,
@@ -1586,10 +1588,7 @@ impl GpuBackend {
             // Storage bindings of the variant with the cache: 8 or 11.
             let bindings = if norms.is_some() { 11 } else { 7 };
             if bindings > self.ctx.limits.max_storage_buffers_per_shader_stage {
-                self.op_qk_rope(
-                    q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params,
-                    q_scale, None,
-                )?;
+                self.op_qk_rope(q, k, q_out, k_out, rope, None)?;
                 let k_rot = if norms.is_some() { &*k_out } else { &*k };
                 return self.op_write_kv(kv.k_dst, kv.v_dst, k_rot, kv.v, kv.rows, width);
             }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use wasm_chord_core::backend::{
-    AttentionParams, Backend, BackendError, GluKind, RopeKind, RopeParams,
+    AttentionParams, Backend, BackendError, GluKind, QkRope, RopeKind, RopeParams,
 };
 use wasm_chord_core::GgmlType;
 use wasm_chord_gpu::{GpuBackend, GPU_TYPES};
@@ -714,16 +714,20 @@ fn qk_rope_matches_cpu_composed_ops() {
                 } else {
                     (None, None)
                 };
-                g.qk_rope(
-                    &mut qg, &mut kg, ng, &mut qog, &mut kog, &positions, nh, nkv, hd, &params,
+                let rope_g = QkRope {
+                    norms: ng,
+                    positions: &positions,
+                    n_heads: nh,
+                    n_kv_heads: nkv,
+                    head_dim: hd,
+                    params,
                     q_scale,
-                )
-                .unwrap();
-                c.qk_rope(
-                    &mut qc, &mut kc, nc, &mut qoc, &mut koc, &positions, nh, nkv, hd, &params,
-                    q_scale,
-                )
-                .unwrap();
+                };
+                let rope_c = rope_g.with_norms(nc);
+                g.qk_rope(&mut qg, &mut kg, &mut qog, &mut kog, &rope_g)
+                    .unwrap();
+                c.qk_rope(&mut qc, &mut kc, &mut qoc, &mut koc, &rope_c)
+                    .unwrap();
                 let what = format!("case {case} normed={normed} scale={q_scale:?}");
                 for (a, b) in [(&qg, &qc), (&kg, &kc), (&qog, &qoc), (&kog, &koc)] {
                     let d = max_abs(&read(&*g, a), &read(&c, b));
@@ -757,8 +761,7 @@ fn qk_rope_matches_cpu_composed_ops() {
                 let (mut kd1, mut vd1) = (g.alloc_cache(cap).unwrap(), g.alloc_cache(cap).unwrap());
                 let d0 = g.counters().0;
                 g.qk_rope_kv(
-                    &mut q2, &mut k2, &vg, ng, &mut qo2, &mut ko2, &positions, nh, nkv, hd,
-                    &params, q_scale, &mut kd1, &mut vd1, &slots,
+                    &mut q2, &mut k2, &vg, &mut qo2, &mut ko2, &rope_g, &mut kd1, &mut vd1, &slots,
                 )
                 .unwrap();
                 // One dispatch where the adapter allows the bindings.
@@ -771,8 +774,7 @@ fn qk_rope_matches_cpu_composed_ops() {
                 let mut ko3 = c.upload(&fill_k).unwrap();
                 let (mut kdc, mut vdc) = (c.alloc_cache(cap).unwrap(), c.alloc_cache(cap).unwrap());
                 c.qk_rope_kv(
-                    &mut q3, &mut k3, &vc, nc, &mut qo3, &mut ko3, &positions, nh, nkv, hd,
-                    &params, q_scale, &mut kdc, &mut vdc, &slots,
+                    &mut q3, &mut k3, &vc, &mut qo3, &mut ko3, &rope_c, &mut kdc, &mut vdc, &slots,
                 )
                 .unwrap();
                 let cache = |b: &dyn Fn(&mut [f32])| {

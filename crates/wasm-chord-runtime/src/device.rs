@@ -25,7 +25,8 @@ use std::str::FromStr;
 #[cfg(feature = "candle")]
 use wasm_chord_candle::{CandleBackend, CandleDevice};
 use wasm_chord_core::backend::{
-    AttentionParams, Backend, BackendError, Caps, GluKind, Result, RopeParams, StepKey, TensorBytes,
+    AttentionParams, Backend, BackendError, Caps, GluKind, QkRope, Result, RopeParams, StepKey,
+    TensorBytes,
 };
 use wasm_chord_core::gguf::TensorInfo;
 use wasm_chord_cpu::CpuBackend;
@@ -542,26 +543,18 @@ impl Backend for AnyBackend {
         &self,
         q: &mut AnyBuffer,
         k: &mut AnyBuffer,
-        norms: Option<(&AnyWeight, &AnyWeight, f32)>,
         q_out: &mut AnyBuffer,
         k_out: &mut AnyBuffer,
-        positions: &[u32],
-        n_heads: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-        params: &RopeParams<'_>,
-        q_scale: Option<f32>,
+        rope: &QkRope<'_, AnyWeight>,
     ) -> Result<()> {
-        let (nh, nkv, hd) = (n_heads, n_kv_heads, head_dim);
-        match norms {
+        match rope.norms {
             Some((qw, kw, eps)) => dispatch!("qk_rope", b = self, q: AnyBuffer = q,
                 k: AnyBuffer = k, qw: AnyWeight = qw, kw: AnyWeight = kw,
                 qo: AnyBuffer = q_out, ko: AnyBuffer = k_out
-                => b.qk_rope(q, k, Some((qw, kw, eps)), qo, ko, positions, nh, nkv, hd,
-                    params, q_scale)),
+                => b.qk_rope(q, k, qo, ko, &rope.with_norms(Some((qw, kw, eps))))),
             None => dispatch!("qk_rope", b = self, q: AnyBuffer = q, k: AnyBuffer = k,
                 qo: AnyBuffer = q_out, ko: AnyBuffer = k_out
-                => b.qk_rope(q, k, None, qo, ko, positions, nh, nkv, hd, params, q_scale)),
+                => b.qk_rope(q, k, qo, ko, &rope.with_norms(None))),
         }
     }
 
@@ -570,32 +563,24 @@ impl Backend for AnyBackend {
         q: &mut AnyBuffer,
         k: &mut AnyBuffer,
         v: &AnyBuffer,
-        norms: Option<(&AnyWeight, &AnyWeight, f32)>,
         q_out: &mut AnyBuffer,
         k_out: &mut AnyBuffer,
-        positions: &[u32],
-        n_heads: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-        params: &RopeParams<'_>,
-        q_scale: Option<f32>,
+        rope: &QkRope<'_, AnyWeight>,
         k_dst: &mut AnyCache,
         v_dst: &mut AnyCache,
         rows: &[usize],
     ) -> Result<()> {
-        let (nh, nkv, hd) = (n_heads, n_kv_heads, head_dim);
-        match norms {
+        match rope.norms {
             Some((qw, kw, eps)) => dispatch!("qk_rope_kv", b = self, q: AnyBuffer = q,
                 k: AnyBuffer = k, v: AnyBuffer = v, qw: AnyWeight = qw, kw: AnyWeight = kw,
                 qo: AnyBuffer = q_out, ko: AnyBuffer = k_out, kd: AnyCache = k_dst,
                 vd: AnyCache = v_dst
-                => b.qk_rope_kv(q, k, v, Some((qw, kw, eps)), qo, ko, positions, nh, nkv, hd,
-                    params, q_scale, kd, vd, rows)),
+                => b.qk_rope_kv(q, k, v, qo, ko, &rope.with_norms(Some((qw, kw, eps))), kd, vd,
+                    rows)),
             None => dispatch!("qk_rope_kv", b = self, q: AnyBuffer = q, k: AnyBuffer = k,
                 v: AnyBuffer = v, qo: AnyBuffer = q_out, ko: AnyBuffer = k_out,
                 kd: AnyCache = k_dst, vd: AnyCache = v_dst
-                => b.qk_rope_kv(q, k, v, None, qo, ko, positions, nh, nkv, hd, params,
-                    q_scale, kd, vd, rows)),
+                => b.qk_rope_kv(q, k, v, qo, ko, &rope.with_norms(None), kd, vd, rows)),
         }
     }
 

@@ -7,7 +7,7 @@ use crate::model::Model;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use wasm_chord_core::backend::{AttentionParams, Backend, RopeParams, StepKey};
+use wasm_chord_core::backend::{AttentionParams, Backend, QkRope, RopeParams, StepKey};
 
 /// Ids for [`StepKey::cache_id`]: one per session (each owns its cache).
 static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
@@ -374,10 +374,18 @@ impl<'m, B: Backend> Session<'m, B> {
             let lc = &mut self.cache.layers[il];
             let rows = lc.positions.len();
             let slots: Vec<usize> = positions.iter().map(|&p| p as usize % rows).collect();
+            let qk = QkRope {
+                norms,
+                positions: &positions,
+                n_heads: nh,
+                n_kv_heads: nkv,
+                head_dim: hd,
+                params: rope,
+                q_scale,
+            };
             let (qo, ko) = (&mut qn, &mut kn);
             be.qk_rope_kv(
-                &mut q, &mut k, &v, norms, qo, ko, &positions, nh, nkv, hd, &rope, q_scale,
-                &mut lc.k, &mut lc.v, &slots,
+                &mut q, &mut k, &v, qo, ko, &qk, &mut lc.k, &mut lc.v, &slots,
             )?;
             let q_ref = if norms.is_some() { &mut qn } else { &mut q };
             for (&s, &p) in slots.iter().zip(&positions) {

@@ -2,7 +2,7 @@
 //! trait's default implementations, and the fallback of a backend whose
 //! fused kernel does not apply to a call.
 
-use super::{Backend, Result, RopeParams};
+use super::{Backend, QkRope, Result};
 
 /// [`Backend::add_rms_norm`] as [`Backend::rms_norm`] (of `b`, when
 /// `b_norm` is given, into `out`), [`Backend::add`] and
@@ -29,36 +29,30 @@ pub fn add_rms_norm<B: Backend + ?Sized>(
     be.rms_norm(x, weight, eps, n_rows, dim, out)
 }
 
-/// [`Backend::qk_rope`] as [`Backend::rms_norm`] (QK-norm, when `norms`
-/// are given), [`Backend::rope`] and [`Backend::scale`].
-#[allow(clippy::too_many_arguments)]
+/// [`Backend::qk_rope`] as [`Backend::rms_norm`] (QK-norm, when
+/// `rope.norms` are given), [`Backend::rope`] and [`Backend::scale`].
 pub fn qk_rope<B: Backend + ?Sized>(
     be: &B,
     q: &mut B::Buffer,
     k: &mut B::Buffer,
-    norms: Option<(&B::Weight, &B::Weight, f32)>,
     q_out: &mut B::Buffer,
     k_out: &mut B::Buffer,
-    positions: &[u32],
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
-    params: &RopeParams<'_>,
-    q_scale: Option<f32>,
+    rope: &QkRope<'_, B::Weight>,
 ) -> Result<()> {
-    let n = positions.len();
-    let (qr, kr) = match norms {
+    let n = rope.positions.len();
+    let (nh, nkv, hd) = (rope.n_heads, rope.n_kv_heads, rope.head_dim);
+    let (qr, kr) = match rope.norms {
         Some((qw, kw, eps)) => {
-            be.rms_norm(q, qw, eps, n * n_heads, head_dim, q_out)?;
-            be.rms_norm(k, kw, eps, n * n_kv_heads, head_dim, k_out)?;
+            be.rms_norm(q, qw, eps, n * nh, hd, q_out)?;
+            be.rms_norm(k, kw, eps, n * nkv, hd, k_out)?;
             (q_out, k_out)
         }
         None => (q, k),
     };
-    be.rope(qr, positions, n_heads, head_dim, params)?;
-    be.rope(kr, positions, n_kv_heads, head_dim, params)?;
-    if let Some(s) = q_scale {
-        be.scale(qr, s, n * n_heads * head_dim)?;
+    be.rope(qr, rope.positions, nh, hd, &rope.params)?;
+    be.rope(kr, rope.positions, nkv, hd, &rope.params)?;
+    if let Some(s) = rope.q_scale {
+        be.scale(qr, s, n * nh * hd)?;
     }
     Ok(())
 }

@@ -152,6 +152,57 @@ pub struct RopeParams<'a> {
     pub freq_factors: Option<&'a [f32]>,
 }
 
+/// What [`Backend::qk_rope`] does besides its buffers: the heads' shape,
+/// the tokens' positions, RoPE's parameters, the optional QK-norm and q's
+/// scale. `W` is the backend's weight type.
+#[derive(Debug)]
+pub struct QkRope<'a, W> {
+    /// QK-norm: q's weight, k's weight and eps. With it, each head is
+    /// RMS-normalized first and the results go to `q_out` and `k_out`.
+    pub norms: Option<(&'a W, &'a W, f32)>,
+    /// One position per token.
+    pub positions: &'a [u32],
+    /// Heads of q per token.
+    pub n_heads: usize,
+    /// Heads of k (and v) per token.
+    pub n_kv_heads: usize,
+    /// Values per head.
+    pub head_dim: usize,
+    /// The rotation.
+    pub params: RopeParams<'a>,
+    /// A factor q is multiplied by after the rotation.
+    pub q_scale: Option<f32>,
+}
+
+// Not derived: a derive would ask `W: Clone`, and only references to W
+// are held.
+impl<W> Clone for QkRope<'_, W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<W> Copy for QkRope<'_, W> {}
+
+impl<'a, W> QkRope<'a, W> {
+    /// The same with the norm weights `norms` (of another type: a wrapping
+    /// backend's inner weights).
+    pub fn with_norms<'b, V>(&self, norms: Option<(&'b V, &'b V, f32)>) -> QkRope<'b, V>
+    where
+        'a: 'b,
+    {
+        QkRope {
+            norms,
+            positions: self.positions,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            params: self.params,
+            q_scale: self.q_scale,
+        }
+    }
+}
+
 /// The activation of a gated feed-forward network: `act(gate) · up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GluKind {
@@ -316,37 +367,27 @@ pub trait Backend: Send + Sync + 'static {
         composed::add_rms_norm(self, x, b, b_norm, weight, eps, n_rows, dim, out)
     }
 
-    /// RoPE of `q` (tokens × `n_heads` × `head_dim`) and `k` (tokens ×
-    /// `n_kv_heads` × `head_dim`) at `positions`, and `q` then multiplied by
-    /// `q_scale` when given. With `norms` (q's weight, k's weight, eps),
-    /// each head is first RMS-normalized (QK-norm) and the results go to
-    /// `q_out` and `k_out`, `q` and `k` being only read; without, `q` and
-    /// `k` are rotated in place and the outputs are untouched. The default
-    /// composes [`Backend::rms_norm`], [`Backend::rope`] and
-    /// [`Backend::scale`].
-    #[allow(clippy::too_many_arguments)]
+    /// RoPE of `q` (tokens × `rope.n_heads` × `rope.head_dim`) and `k`
+    /// (tokens × `rope.n_kv_heads` × `rope.head_dim`) at `rope.positions`,
+    /// and `q` then multiplied by `rope.q_scale` when given. With
+    /// `rope.norms` (q's weight, k's weight, eps), each head is first
+    /// RMS-normalized (QK-norm) and the results go to `q_out` and `k_out`,
+    /// `q` and `k` being only read; without, `q` and `k` are rotated in
+    /// place and the outputs are untouched. The default composes
+    /// [`Backend::rms_norm`], [`Backend::rope`] and [`Backend::scale`].
     fn qk_rope(
         &self,
         q: &mut Self::Buffer,
         k: &mut Self::Buffer,
-        norms: Option<(&Self::Weight, &Self::Weight, f32)>,
         q_out: &mut Self::Buffer,
         k_out: &mut Self::Buffer,
-        positions: &[u32],
-        n_heads: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-        params: &RopeParams<'_>,
-        q_scale: Option<f32>,
+        rope: &QkRope<'_, Self::Weight>,
     ) -> Result<()> {
-        composed::qk_rope(
-            self, q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params,
-            q_scale,
-        )
+        composed::qk_rope(self, q, k, q_out, k_out, rope)
     }
 
     /// [`Backend::qk_rope`], then [`Backend::write_kv`] of the rotated k
-    /// (`k_out` with `norms`, else `k`) and of `v` into the cache rows
+    /// (`k_out` with norms, else `k`) and of `v` into the cache rows
     /// `rows` of `k_dst` and `v_dst` (rows of `n_kv_heads · head_dim`): a
     /// layer's attention inputs, ready for [`Backend::attention`], in one
     /// call (one dispatch on a GPU instead of two). The default makes the
@@ -357,24 +398,23 @@ pub trait Backend: Send + Sync + 'static {
         q: &mut Self::Buffer,
         k: &mut Self::Buffer,
         v: &Self::Buffer,
-        norms: Option<(&Self::Weight, &Self::Weight, f32)>,
         q_out: &mut Self::Buffer,
         k_out: &mut Self::Buffer,
-        positions: &[u32],
-        n_heads: usize,
-        n_kv_heads: usize,
-        head_dim: usize,
-        params: &RopeParams<'_>,
-        q_scale: Option<f32>,
+        rope: &QkRope<'_, Self::Weight>,
         k_dst: &mut Self::Cache,
         v_dst: &mut Self::Cache,
         rows: &[usize],
     ) -> Result<()> {
-        self.qk_rope(
-            q, k, norms, q_out, k_out, positions, n_heads, n_kv_heads, head_dim, params, q_scale,
-        )?;
-        let k_rot = if norms.is_some() { &*k_out } else { &*k };
-        self.write_kv(k_dst, v_dst, k_rot, v, rows, n_kv_heads * head_dim)
+        self.qk_rope(q, k, q_out, k_out, rope)?;
+        let k_rot = if rope.norms.is_some() { &*k_out } else { &*k };
+        self.write_kv(
+            k_dst,
+            v_dst,
+            k_rot,
+            v,
+            rows,
+            rope.n_kv_heads * rope.head_dim,
+        )
     }
 
     /// The attention inputs: `q = w_q · x`, `k = w_k · x`, `v = w_v · x`
