@@ -127,15 +127,11 @@ fn matvec_without_subgroups_matches_cpu() {
     }
 }
 
-#[test]
-fn one_token_products_with_int8_activations_match_cpu() {
-    if gpu().is_none() {
-        return;
-    }
-    // One-token products take the activations as 8-bit integers, as the CPU
-    // backend does, so their integer sums are the CPU's: only the order of
-    // the float sums differs. The f32 path (the same rounded values as
-    // floats) is the comparison.
+/// A backend of its own with packed 8-bit dot products, or None (and a
+/// note) without an adapter or without them; under CI=true their absence
+/// is a failure.
+fn int8_backend() -> Option<GpuBackend> {
+    gpu()?;
     let g = GpuBackend::new().unwrap();
     if !g.int_dot() {
         assert!(
@@ -143,8 +139,20 @@ fn one_token_products_with_int8_activations_match_cpu() {
             "CI=true but WGSL's dot4I8Packed is not available"
         );
         eprintln!("skipping: no dot4I8Packed");
-        return;
+        return None;
     }
+    Some(g)
+}
+
+#[test]
+fn one_token_products_with_int8_activations_match_cpu() {
+    // One-token products take the activations as 8-bit integers, as the CPU
+    // backend does, so their integer sums are the CPU's: only the order of
+    // the float sums differs. The f32 path (the same rounded values as
+    // floats) is the comparison.
+    let Some(g) = int8_backend() else {
+        return;
+    };
     let c = cpu();
     // The last shape has enough Q6_K half blocks (rows x cols / 128 =
     // 65,536) for its products to take four sub-blocks a step.
@@ -189,24 +197,15 @@ fn one_token_products_with_int8_activations_match_cpu() {
 
 #[test]
 fn prompt_products_on_int8_match_cpu_and_the_f32_kernel() {
-    if gpu().is_none() {
-        return;
-    }
     // Prompts (more than 8 tokens) on weights with 8-bit products run the
     // int8 tiled kernel where WGSL has dot4I8Packed: integer sums of the
     // same 8-bit activations the CPU backend multiplies, so only the order
     // of the float sums differs. Rows and tokens that fill one tile, two,
     // and part of one; the f32 tiled kernel (the same rounded activations
     // as floats) is the comparison.
-    let g = GpuBackend::new().unwrap();
-    if !g.int_dot() {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "CI=true but WGSL's dot4I8Packed is not available"
-        );
-        eprintln!("skipping: no dot4I8Packed");
+    let Some(g) = int8_backend() else {
         return;
-    }
+    };
     g.set_f16(false);
     let c = cpu();
     for (cols, rows, n) in [(512usize, 72usize, 9usize), (1536, 64, 70), (4096, 20, 130)] {

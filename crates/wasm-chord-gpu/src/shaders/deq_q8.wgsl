@@ -43,12 +43,16 @@ fn qw_q4_k(base: u32, sb: u32, k: u32) -> u32 {
     let qo = (o + 16u + 32u * (j >> 1u)) >> 2u;
     return (w[qo + k] >> (4u * (j & 1u))) & 0x0f0f0f0fu;
 }
-fn qsc_q4_k(base: u32, sb: u32) -> vec3<f32> {
-    let o = base + (sb >> 3u) * 144u;
-    let sm = scale_min_k4(o + 4u, sb & 7u);
+// The scales of sub-block j of the Q4_K or Q5_K block at byte o (both
+// begin with d, dmin and the same 12 scale bytes).
+fn qsc_k4(o: u32, j: u32) -> vec3<f32> {
+    let sm = scale_min_k4(o + 4u, j);
     let dm = unpack2x16float(w[o >> 2u]);
     let d = dm.x * sm.x;
     return vec3<f32>(d, d, dm.y * sm.y);
+}
+fn qsc_q4_k(base: u32, sb: u32) -> vec3<f32> {
+    return qsc_k4(base + (sb >> 3u) * 144u, sb & 7u);
 }
 
 fn qw_q5_k(base: u32, sb: u32, k: u32) -> u32 {
@@ -59,11 +63,7 @@ fn qw_q5_k(base: u32, sb: u32, k: u32) -> u32 {
     return ((w[qo + k] >> (4u * (j & 1u))) & 0x0f0f0f0fu) | (((w[ho + k] >> j) & 0x01010101u) << 4u);
 }
 fn qsc_q5_k(base: u32, sb: u32) -> vec3<f32> {
-    let o = base + (sb >> 3u) * 176u;
-    let sm = scale_min_k4(o + 4u, sb & 7u);
-    let dm = unpack2x16float(w[o >> 2u]);
-    let d = dm.x * sm.x;
-    return vec3<f32>(d, d, dm.y * sm.y);
+    return qsc_k4(base + (sb >> 3u) * 176u, sb & 7u);
 }
 
 fn qw_q6_k(base: u32, sb: u32, k: u32) -> u32 {
