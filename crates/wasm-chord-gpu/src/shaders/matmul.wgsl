@@ -77,9 +77,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: 
         }
         workgroupBarrier();
     }
-    let t = t0 + 4u * l.y;
-    store(t, r0, l.x, acc0);
-    store(t + 1u, r0, l.x, acc1);
-    store(t + 2u, r0, l.x, acc2);
-    store(t + 3u, r0, l.x, acc3);
+    store4(t0, l.y, r0, l.x, acc0, acc1, acc2, acc3);
 }
