@@ -36,7 +36,7 @@ mod ops;
 mod weight;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use context::{not_available, Ctx};
@@ -227,7 +227,18 @@ pub struct GpuBackend {
     /// Whether one-token Q4_K and Q6_K products take the sub-blocks that
     /// share their bytes together.
     use_subblock_groups: AtomicBool,
+    /// Most workgroups times values of a row for which a one-token product
+    /// quantizes its input itself (0: never).
+    q8_in_max: AtomicUsize,
 }
+
+/// Default of [`GpuBackend::set_q8_in_max`]: 1.5M values. Measured on an
+/// H200 (tg128, four rounds of one run): Gemma 3 270M, whose attention
+/// output (160 workgroups x 1,024 values) and down (up to 640 x 2,048)
+/// products fall under it, +7 % in three rounds and even in the fourth;
+/// Llama 3.2 1B's attention output (1,024 x 2,048) within noise at 2^21
+/// (-4 % to +2 %), its down projection (2,048 x 8,192) 35 % slower.
+const Q8_IN_MAX: usize = 3 << 19;
 
 /// Marks the buffers `qk_rope` writes as changed: the outputs with QK-norm,
 /// else q and k themselves.
@@ -250,6 +261,19 @@ fn touch_rotated(
 /// Whether `WASM_CHORD_GPU_F16` asks for f16 arithmetic ("1" or "true").
 fn f16_from_env() -> bool {
     env_flag("WASM_CHORD_GPU_F16") == Some(true)
+}
+
+/// A number from the environment (natively).
+fn env_usize(name: &str) -> Option<usize> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::env::var(name).ok()?.parse().ok()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = name;
+        None
+    }
 }
 
 /// A switch from the environment: `1`/`true` or `0`/`false` (natively).
@@ -344,6 +368,7 @@ impl GpuBackend {
             use_subblock_groups: AtomicBool::new(
                 env_flag("WASM_CHORD_GPU_SUBBLOCK_GROUPS") != Some(false),
             ),
+            q8_in_max: AtomicUsize::new(env_usize("WASM_CHORD_GPU_Q8_IN_MAX").unwrap_or(Q8_IN_MAX)),
         })
     }
 
@@ -482,6 +507,24 @@ impl GpuBackend {
     /// step (see [`GpuBackend::set_subblock_groups`]).
     pub fn subblock_groups(&self) -> bool {
         self.use_subblock_groups.load(Ordering::Relaxed)
+    }
+
+    /// Lets a one-token product on 8-bit activations quantize its f32
+    /// input itself, in each workgroup (`q8_in.wgsl`), instead of after a
+    /// quantize dispatch of its own, where its workgroups times the
+    /// input's length are at most `max_values` (0: never). Each workgroup
+    /// reads the whole input, so this pays where the workgroups are few and
+    /// the row short (the attention output and down projections of small
+    /// models); the default is 1.5M. The values are the quantize kernel's,
+    /// bit for bit. `WASM_CHORD_GPU_Q8_IN_MAX` sets it for backends made
+    /// later. Affects ops recorded later.
+    pub fn set_q8_in_max(&self, max_values: usize) {
+        self.q8_in_max.store(max_values, Ordering::Relaxed);
+    }
+
+    /// See [`GpuBackend::set_q8_in_max`].
+    pub fn q8_in_max(&self) -> usize {
+        self.q8_in_max.load(Ordering::Relaxed)
     }
 
     /// Width the subgroup kernels may rely on (0: none).

@@ -21,6 +21,7 @@ const DOT_Q8_PAIR: &str = include_str!("shaders/dot_q8_pair.wgsl");
 const DEQ_Q8: &str = include_str!("shaders/deq_q8.wgsl");
 const MATMUL_Q8: &str = include_str!("shaders/matmul_q8.wgsl");
 const NORM_Q8: &str = include_str!("shaders/norm_q8.wgsl");
+const Q8_IN: &str = include_str!("shaders/q8_in.wgsl");
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
 const ADD_RMS_NORM: &str = include_str!("shaders/add_rms_norm.wgsl");
 const ROPE: &str = include_str!("shaders/rope.wgsl");
@@ -432,6 +433,9 @@ fn matvec_reduce(reduce: Reduce) -> &'static str {
 /// weight, whose products meet in one gated output). Weight S reads the
 /// input bound as `x{xmap[S]}` (weights whose types round the input alike
 /// share one binding), as 8-bit integers where `int[S]` (one token).
+/// With `q8_in` (one weight on 8-bit activations: the input's Q8_0 (0) or
+/// Q8_K (1) mode and its length), the kernel quantizes its f32 input
+/// itself (`q8_in.wgsl`) instead of binding quantized activations.
 #[allow(clippy::too_many_arguments)]
 fn matvec_source(
     types: &[&str],
@@ -443,6 +447,7 @@ fn matvec_source(
     nt_max: usize,
     int: &[bool],
     group: &[u32],
+    q8_in: Option<(u32, usize)>,
 ) -> String {
     let n = types.len();
     let mut binds = String::new();
@@ -462,6 +467,11 @@ fn matvec_source(
     }
     for j in 0..=xmap.iter().copied().max().unwrap_or(0) {
         let packed = xmap.iter().zip(int).any(|(&x, &i)| x == j && i);
+        if q8_in.is_some() {
+            // The f32 input; `x0` is the workgroup's quantized copy.
+            bind("xin".to_string(), "read", "array<vec4<f32>>");
+            continue;
+        }
         let ty = if packed {
             "array<vec4<u32>>"
         } else {
@@ -473,6 +483,14 @@ fn matvec_source(
         bind(format!("y{s}"), "read_write", "array<f32>");
     }
     let mut dots = String::new();
+    let mut pre = "";
+    if let Some((mode, cols)) = q8_in {
+        dots += &rename_idents(Q8_IN, |id| (id == "xq").then(|| "x0".to_string()))
+            .replace("XQLEN", &(cols / 16 + cols / 64).to_string())
+            .replace("BG", if mode == 1 { "16u" } else { "2u" })
+            .replace("MODE_K", if mode == 1 { "true" } else { "false" });
+        pre = "q8_in(lid);\n    ";
+    }
     for (s, ty) in types.iter().enumerate() {
         let xs = xmap[s];
         dots += &dequant_for(s, int[s], group[s] == 2);
@@ -683,9 +701,9 @@ fn dot_{s}(r: u32, lane: u32, nt: u32, t0: u32) -> array<f32, 8> {{
         .replace("//DOTS", &dots)
         .replace("//REDUCE", matvec_reduce(reduce))
         .replace("//SGARGS", sg_args)
-        .replace("//SLOT", slot)
+        .replace("//SLOT", &format!("{pre}{slot}"))
         .replace("//BODY", &body)
-        .replace("REDSIZE", &(8 * wg).to_string())
+        .replace("REDSIZE", &(nt_max as u32 * wg).to_string())
         .replace("WGSIZE", &wg.to_string())
         .replace("NSEG", &format!("{n}u"))
         .replace("TPR", &format!("{tpr}u"))
@@ -785,6 +803,15 @@ fn f32_vector<'a>(w: &'a GpuWeight, op: &'static str) -> Result<&'a wgpu::Buffer
 impl GpuBackend {
     pub(crate) fn simple(&self, key: &'static str, src: &'static str) -> std::sync::Arc<Pipe> {
         self.ctx.pipeline(key, || src.to_string())
+    }
+
+    /// Whether `quantized` holds `x`'s first `n` values rounded as `mode`
+    /// says.
+    fn has_quantized(&self, x: &GpuBuffer, n: usize, mode: u32) -> bool {
+        let cache = self.quantized.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(&mode)
+            .is_some_and(|q| q.key == (x.id, x.version, n))
     }
 
     /// `x` (its first `n` values) rounded as `mode` says, reusing the last
@@ -945,13 +972,21 @@ impl GpuBackend {
     /// Records the matrix-vector kernel over `segs` (one to three weights
     /// reading the same input; with `glu`, the gate and up weights of one
     /// gated output) for `n_tokens` (at most [`MV_TOKENS`] at a time).
+    ///
+    /// With `q8_in`, `segs` is one weight on 8-bit activations for one
+    /// token whose `act` is the f32 input: the kernel quantizes it itself
+    /// (see [`GpuBackend::set_q8_in_max`]) where the row fits its
+    /// workgroup memory and the workgroups times the row's length are at
+    /// most that limit; otherwise nothing is recorded and the answer is
+    /// `Ok(false)`.
     fn matvec(
         &self,
         segs: &[MvSeg<'_>],
         cols: usize,
         n_tokens: usize,
         glu: Option<GluKind>,
-    ) -> Result<()> {
+        q8_in: bool,
+    ) -> Result<bool> {
         let sg = self.subgroup_width() as u32;
         let sg_max = if sg == 0 {
             0
@@ -1041,6 +1076,21 @@ impl GpuBackend {
         }
         p[14] = u32_of("matmul", segs[0].w.rows)?;
         p[15] = u32_of("matmul", segs[0].part.first)?;
+        let q8_in = if q8_in {
+            // xq, the four arrays of q8_in.wgsl and red.
+            let bytes = cols / 16 * 20 + 20 * wg as usize;
+            let fits = bytes <= self.ctx.limits.max_compute_workgroup_storage_size as usize;
+            match act_mode(segs[0].w.ty) {
+                Some(mode @ 0..=1)
+                    if fits && groups.saturating_mul(cols as u64) <= self.q8_in_max() as u64 =>
+                {
+                    Some((mode, cols))
+                }
+                _ => return Ok(false),
+            }
+        } else {
+            None
+        };
         let (g, gx) = grid(groups);
         p[3] = gx;
         for t0 in (0..n_tokens).step_by(MV_TOKENS) {
@@ -1048,7 +1098,7 @@ impl GpuBackend {
             // A kernel for one token (generation), one for up to 8.
             let nt_max = if nt == 1 { 1 } else { MV_TOKENS };
             let key = format!(
-                "matvec_{}_{xmap:?}_{tpr}_{wg}_{reduce:?}_{nt_max}_{int:?}_{group:?}{}",
+                "matvec_{}_{xmap:?}_{tpr}_{wg}_{reduce:?}_{nt_max}_{int:?}_{group:?}_{q8_in:?}{}",
                 types.join("_"),
                 if glu.is_some() { "_glu" } else { "" }
             );
@@ -1063,13 +1113,14 @@ impl GpuBackend {
                     nt_max,
                     &int,
                     &group,
+                    q8_in,
                 )
             });
             p[1] = nt as u32;
             p[2] = u32_of("matmul", t0)?;
             self.ctx.dispatch(name, &pipe, &p, &binds, g);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Whether the product of `w` with `n_tokens` takes 8-bit activations:
@@ -1150,6 +1201,23 @@ impl GpuBackend {
             return Ok(());
         }
         let _guard = self.scratch_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if n_tokens == 1 && w.parts.len() == 1 && self.int_dot_for(w, 1) {
+            // One token: the product may quantize its input itself, unless
+            // an earlier product already did.
+            need("matmul", "x", x.len, w.cols)?;
+            need("matmul", "out", out.len, w.rows)?;
+            let done =
+                act_mode(w.ty).is_some_and(|m| self.has_quantized(x, w.cols, PACKED_Q8_0 + m));
+            let seg = MvSeg {
+                w,
+                part: &w.parts[0],
+                act: &x.buf,
+                out: &out.buf,
+            };
+            if !done && self.matvec(&[seg], w.cols, 1, None, true)? {
+                return Ok(());
+            }
+        }
         let act = self.matmul_input(w, x, n_tokens, out)?;
         if n_tokens <= MV_TOKENS && w.cols.is_multiple_of(32) {
             for part in &w.parts {
@@ -1159,7 +1227,7 @@ impl GpuBackend {
                     act: &act,
                     out: &out.buf,
                 };
-                self.matvec(&[seg], w.cols, n_tokens, None)?;
+                self.matvec(&[seg], w.cols, n_tokens, None, false)?;
             }
             return Ok(());
         }
@@ -1267,7 +1335,7 @@ impl GpuBackend {
             act,
             out: &out.buf,
         });
-        self.matvec(&segs, w_up.cols, n_tokens, Some(kind))?;
+        self.matvec(&segs, w_up.cols, n_tokens, Some(kind), false)?;
         Ok(true)
     }
 
@@ -1316,7 +1384,7 @@ impl GpuBackend {
                 out: &out[i].buf,
             })
             .collect();
-        self.matvec(&segs, cols, n_tokens, None)?;
+        self.matvec(&segs, cols, n_tokens, None, false)?;
         Ok(true)
     }
 

@@ -164,33 +164,57 @@ fn one_token_products_with_int8_activations_match_cpu() {
             }
             let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 90 + i as u64))]);
             let (wg, wc) = (weight(&g, &file, "w"), weight(&c, &file, "w"));
-            let x = rand_vec(cols, 95 + i as u64);
+            // A block of zeros among random values (a scale of 0).
+            let mut x = rand_vec(cols, 95 + i as u64);
+            x[256..512].fill(0.0);
             let mut oc = c.alloc(rows).unwrap();
             c.matmul(&wc, &c.upload(&x).unwrap(), 1, &mut oc).unwrap();
             let want = read(&c, &oc);
-            // int8 (Q4_K: two sub-blocks a step, Q6_K: four), int8 one
-            // sub-block a step, f32.
-            let mut errs = [0f32; 3];
-            for (k, (on, groups)) in [(true, true), (true, false), (false, true)]
-                .into_iter()
-                .enumerate()
-            {
+            // int8 (Q4_K: two sub-blocks a step, Q6_K: four) on activations
+            // quantized by the product itself, the same after a quantize
+            // dispatch, int8 one sub-block a step, f32.
+            let paths = [
+                ("int8", true, true, usize::MAX, true),
+                ("int8 after a quantize dispatch", true, true, 0, true),
+                ("int8 by sub-blocks", true, false, usize::MAX, true),
+                ("int8 without subgroups", true, true, usize::MAX, false),
+                ("f32", false, true, usize::MAX, true),
+            ];
+            let mut outs = Vec::new();
+            for (_, on, groups, q8_in, sg) in paths {
+                g.set_subgroups(sg);
                 g.set_int_dot(on);
                 g.set_subblock_groups(groups);
+                g.set_q8_in_max(q8_in);
                 assert_eq!(g.int_dot(), on);
                 let mut og = g.alloc(rows).unwrap();
-                g.matmul(&wg, &g.upload(&x).unwrap(), 1, &mut og).unwrap();
-                errs[k] = rel_l2(&read(&g, &og), &want);
+                let xg = g.upload(&x).unwrap();
+                let d0 = g.counters().0;
+                g.matmul(&wg, &xg, 1, &mut og).unwrap();
+                // One dispatch where the product quantizes its input.
+                let dispatches = g.counters().0 - d0;
+                let want_dispatches = if on && q8_in > 0 { 1 } else { 2 };
+                assert_eq!(
+                    dispatches, want_dispatches,
+                    "{ty:?} {cols}x{rows} q8_in {q8_in}"
+                );
+                outs.push(read(&g, &og));
             }
+            g.set_subgroups(true);
             g.set_int_dot(true);
             g.set_subblock_groups(true);
+            g.set_q8_in_max(usize::MAX);
+            let errs: Vec<f32> = outs.iter().map(|o| rel_l2(o, &want)).collect();
             eprintln!(
-                "{ty:?} {cols}x{rows}: int8 {:.2e} (by sub-blocks {:.2e}), f32 {:.2e}",
-                errs[0], errs[1], errs[2]
+                "{ty:?} {cols}x{rows}: int8 {:.2e} (after a quantize dispatch {:.2e}, by sub-blocks {:.2e}, without subgroups {:.2e}), f32 {:.2e}",
+                errs[0], errs[1], errs[2], errs[3], errs[4]
             );
-            for (e, path) in errs.iter().zip(["int8", "int8 by sub-blocks", "f32"]) {
+            for (e, (path, ..)) in errs.iter().zip(paths) {
                 assert!(*e < 2e-6, "{ty:?} {cols}x{rows}: {path} path {e}");
             }
+            // The product's own quantization gives the quantize kernel's
+            // values, so the same sums in the same order.
+            assert_eq!(outs[0], outs[1], "{ty:?} {cols}x{rows}: q8_in");
         }
     }
 }
