@@ -233,11 +233,12 @@ pub struct GpuBackend {
 }
 
 /// Default of [`GpuBackend::set_q8_in_max`]: 1.5M values. Measured on an
-/// H200 (tg128, four rounds of one run): Gemma 3 270M, whose attention
-/// output (160 workgroups x 1,024 values) and down (up to 640 x 2,048)
-/// products fall under it, +7 % in three rounds and even in the fourth;
-/// Llama 3.2 1B's attention output (1,024 x 2,048) within noise at 2^21
-/// (-4 % to +2 %), its down projection (2,048 x 8,192) 35 % slower.
+/// H200 (tg128, rounds of one run each, docs/webgpu.md "Round 7"), with
+/// the products' workgroups of 256 threads: Gemma 3 270M's attention
+/// output (40 workgroups x 1,024 values) and down (80-160 x 2,048), and
+/// Llama 3.2 1B's attention output (256 x 2,048), fall under it; Llama 3.2
+/// 1B's down projection (512-1,024 x 8,192) does not: taking it too cost
+/// 7-12 %.
 const Q8_IN_MAX: usize = 3 << 19;
 
 /// Marks the buffers `qk_rope` writes as changed: the outputs with QK-norm,

@@ -1058,7 +1058,15 @@ impl GpuBackend {
             })
             .collect();
         let units = cols / group.iter().copied().min().unwrap_or(1) as usize;
-        let (tpr, wg, reduce) = matvec_shape(units, rows, sg, sg_max);
+        let (tpr, mut wg, reduce) = matvec_shape(units, rows, sg, sg_max);
+        if q8_in {
+            // A product that quantizes its input takes workgroups of 256:
+            // 4-16x fewer workgroups read the row than with 64 (H200,
+            // tg128, three rounds of one run: gemma3-270m 498-534 -> 550-564
+            // tok/s; llama-1b's o, 1,024 workgroups with 64, now under the
+            // limit with 256).
+            wg = 256;
+        }
         let rows_per_group = (wg / tpr) as usize;
         let mut p = [0u32; 16];
         p[0] = u32_of("matmul", cols)?;
