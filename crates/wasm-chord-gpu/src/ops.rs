@@ -22,6 +22,7 @@ const DEQ_Q8: &str = include_str!("shaders/deq_q8.wgsl");
 const MATMUL_Q8: &str = include_str!("shaders/matmul_q8.wgsl");
 const NORM_Q8: &str = include_str!("shaders/norm_q8.wgsl");
 const Q8_IN: &str = include_str!("shaders/q8_in.wgsl");
+const Q8_ROUND: &str = include_str!("shaders/q8_round.wgsl");
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
 const ADD_RMS_NORM: &str = include_str!("shaders/add_rms_norm.wgsl");
 const ROPE: &str = include_str!("shaders/rope.wgsl");
@@ -485,10 +486,12 @@ fn matvec_source(
     let mut dots = String::new();
     let mut pre = "";
     if let Some((mode, cols)) = q8_in {
-        dots += &rename_idents(Q8_IN, |id| (id == "xq").then(|| "x0".to_string()))
-            .replace("XQLEN", &(cols / 16 + cols / 64).to_string())
-            .replace("BG", if mode == 1 { "16u" } else { "2u" })
-            .replace("MODE_K", if mode == 1 { "true" } else { "false" });
+        dots += &rename_idents(&format!("{Q8_IN}\n{Q8_ROUND}"), |id| {
+            (id == "xq").then(|| "x0".to_string())
+        })
+        .replace("XQLEN", &(cols / 16 + cols / 64).to_string())
+        .replace("BG", if mode == 1 { "16u" } else { "2u" })
+        .replace("MODE_K", if mode == 1 { "true" } else { "false" });
         pre = "q8_in(lid);\n    ";
     }
     for (s, ty) in types.iter().enumerate() {
@@ -841,7 +844,10 @@ impl GpuBackend {
             // 2048 values per workgroup; the output bound as q0 (Q8_0) or
             // qk (Q8_K), the other binding unused.
             let pipe = self.ctx.pipeline("quantize_q8", || {
-                format!("{QUANTIZE_Q8}\n{}", NORM_Q8.replace("ROWLEN", "2048"))
+                format!(
+                    "{QUANTIZE_Q8}\n{}\n{Q8_ROUND}",
+                    NORM_Q8.replace("ROWLEN", "2048")
+                )
             });
             let unused = self.scratch("unused binding", 16)?;
             let (q0, qk) = if mode == PACKED_Q8_0 {
@@ -955,7 +961,10 @@ impl GpuBackend {
                 n + 1
             );
             let tail = format!("q8_tail(lid, dim, p[{}]);", p.len());
-            let q8 = NORM_Q8.replace("ROWLEN", &dim.to_string());
+            let q8 = format!(
+                "{}\n{Q8_ROUND}",
+                NORM_Q8.replace("ROWLEN", &dim.to_string())
+            );
             format!("{decl}{}\n{q8}", source().replace("//TAIL", &tail))
         });
         let mut p = p.to_vec();

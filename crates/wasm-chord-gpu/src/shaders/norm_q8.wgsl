@@ -33,10 +33,6 @@ fn keep(i: u32, v: f32) {
     row[i] = v;
 }
 
-fn q8_f16r(v: f32) -> f32 {
-    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
-}
-
 fn q8_tail(lid: u32, dim: u32, flags: u32) {
     if (flags == 0u) {
         return;
@@ -89,19 +85,17 @@ fn q8_chunk(lid: u32, c: u32, rbase: u32, dim: u32, flags: u32) {
     workgroupBarrier();
     var sums = vec2<i32>(0);
     if (on) {
-        // quantize_row_q8_0 (x86 SIMD flavour): d = amax/127, q = round(x·127/amax).
         let sm = s_max[lid / 4u];
         let id = select(0.0, 127.0 / sm, sm != 0.0);
-        let qa = vec4<i32>(clamp(round(a * id), vec4<f32>(-128.0), vec4<f32>(127.0)));
-        let qb = vec4<i32>(clamp(round(b * id), vec4<f32>(-128.0), vec4<f32>(127.0)));
+        let qa = q8_0_of(a, id);
+        let qb = q8_0_of(b, id);
         if (with_0) {
             q0[2u * g] = pack4xI8(qa);
             q0[2u * g + 1u] = pack4xI8(qb);
         }
         sums.x = qa.x + qa.y + qa.z + qa.w + qb.x + qb.y + qb.z + qb.w;
         if (with_k) {
-            // quantize_row_q8_K: the block's first value of largest
-            // |x| (bv), iscale = -127/bv, d = 1/iscale.
+            // Q8_K: the block's first value of largest |x| (bv).
             let first = (lid / 4u) & ~7u;
             var bm = 0.0;
             var bv = 0.0;
@@ -115,8 +109,8 @@ fn q8_chunk(lid: u32, c: u32, rbase: u32, dim: u32, flags: u32) {
             if (bm != 0.0) {
                 iscale = -127.0 / bv;
             }
-            let ka = vec4<i32>(min(round(a * iscale), vec4<f32>(127.0)));
-            let kb = vec4<i32>(min(round(b * iscale), vec4<f32>(127.0)));
+            let ka = q8_k_of(a, iscale);
+            let kb = q8_k_of(b, iscale);
             qk[2u * g] = pack4xI8(ka);
             qk[2u * g + 1u] = pack4xI8(kb);
             sums.y = ka.x + ka.y + ka.z + ka.w + kb.x + kb.y + kb.z + kb.w;

@@ -11,26 +11,14 @@
 //
 // A thread takes 16 values (one vec4 of `xq`) per step, WG * 16 values a
 // step. BG: the threads of one block (2: Q8_0 blocks of 32, 16: Q8_K
-// blocks of 256); MODE_K: whether they are Q8_K.
+// blocks of 256); MODE_K: whether they are Q8_K. The roundings are in
+// `q8_round.wgsl`, appended.
 
 var<workgroup> xq: array<vec4<u32>, XQLEN>;
 var<workgroup> qi_max: array<f32, WGSIZE>;
 var<workgroup> qi_val: array<f32, WGSIZE>;
 var<workgroup> qi_d: array<f32, WGSIZE>;
 var<workgroup> qi_sum: array<i32, WGSIZE>;
-
-fn q8_in_f16r(v: f32) -> f32 {
-    return unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
-}
-
-fn q8_pack(v: vec4<f32>, s: f32, k: bool) -> vec4<i32> {
-    if (k) {
-        // quantize_row_q8_K: min(round(x * iscale), 127).
-        return vec4<i32>(min(round(v * s), vec4<f32>(127.0)));
-    }
-    // quantize_row_q8_0 (x86 SIMD flavour): round(x * 127 / amax).
-    return vec4<i32>(clamp(round(v * s), vec4<f32>(-128.0), vec4<f32>(127.0)));
-}
 
 fn q8_in(lid: u32) {
     let n = p[0];
@@ -86,12 +74,18 @@ fn q8_in(lid: u32) {
             }
         } else {
             s = select(0.0, 127.0 / bm, bm != 0.0);
-            d = q8_in_f16r(bm / 127.0);
+            d = q8_f16r(bm / 127.0);
         }
-        let q0 = q8_pack(v0, s, MODE_K);
-        let q1 = q8_pack(v1, s, MODE_K);
-        let q2 = q8_pack(v2, s, MODE_K);
-        let q3 = q8_pack(v3, s, MODE_K);
+        var q0 = q8_0_of(v0, s);
+        var q1 = q8_0_of(v1, s);
+        var q2 = q8_0_of(v2, s);
+        var q3 = q8_0_of(v3, s);
+        if (MODE_K) {
+            q0 = q8_k_of(v0, s);
+            q1 = q8_k_of(v1, s);
+            q2 = q8_k_of(v2, s);
+            q3 = q8_k_of(v3, s);
+        }
         let sum = (q0.x + q0.y + q0.z + q0.w) + (q1.x + q1.y + q1.z + q1.w)
             + (q2.x + q2.y + q2.z + q2.w) + (q3.x + q3.y + q3.z + q3.w);
         if (on) {
