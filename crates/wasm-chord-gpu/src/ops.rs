@@ -489,7 +489,7 @@ fn matvec_source(
         dots += &rename_idents(&format!("{Q8_IN}\n{Q8_ROUND}"), |id| {
             (id == "xq").then(|| "x0".to_string())
         })
-        .replace("XQLEN", &(cols / 16 + cols / 64).to_string())
+        .replace("XQLEN", &(cols / 16 + cols.div_ceil(64)).to_string())
         .replace("BG", if mode == 1 { "16u" } else { "2u" })
         .replace("MODE_K", if mode == 1 { "true" } else { "false" });
         pre = "q8_in(lid);\n    ";
@@ -1095,7 +1095,7 @@ impl GpuBackend {
         p[15] = u32_of("matmul", segs[0].part.first)?;
         let q8_in = if q8_in {
             // xq, the four arrays of q8_in.wgsl and red.
-            let bytes = cols / 16 * 20 + 20 * wg as usize;
+            let bytes = 16 * (cols / 16 + cols.div_ceil(64)) + 20 * wg as usize;
             let fits = bytes <= self.ctx.limits.max_compute_workgroup_storage_size as usize;
             match act_mode(segs[0].w.ty) {
                 Some(mode @ 0..=1)

@@ -156,17 +156,24 @@ fn one_token_products_with_int8_activations_match_cpu() {
     let c = cpu();
     // The last shape has enough Q6_K half blocks (rows x cols / 128 =
     // 65,536) for its products to take four sub-blocks a step.
-    let shapes = [(512usize, 40usize), (1536, 24), (4096, 8), (2048, 4096)];
+    // 96 values: an odd number of 32-value sub-blocks (Q4_0, Q5_0, Q8_0).
+    let shapes = [
+        (512usize, 40usize),
+        (96, 40),
+        (1536, 24),
+        (4096, 8),
+        (2048, 4096),
+    ];
     for (cols, rows) in shapes {
         for (i, ty) in INT8_TYPES.into_iter().enumerate() {
-            if rows > 1000 && ty != GgmlType::Q6_K {
+            if (rows > 1000 && ty != GgmlType::Q6_K) || !cols.is_multiple_of(ty.block_size()) {
                 continue;
             }
             let file = gguf(&[("w", cols, rows, ty, rand_vec(cols * rows, 90 + i as u64))]);
             let (wg, wc) = (weight(&g, &file, "w"), weight(&c, &file, "w"));
             // A block of zeros among random values (a scale of 0).
             let mut x = rand_vec(cols, 95 + i as u64);
-            x[256..512].fill(0.0);
+            x[256.min(cols)..512.min(cols)].fill(0.0);
             let mut oc = c.alloc(rows).unwrap();
             c.matmul(&wc, &c.upload(&x).unwrap(), 1, &mut oc).unwrap();
             let want = read(&c, &oc);
