@@ -1070,10 +1070,10 @@ impl GpuBackend {
         let (tpr, mut wg, reduce) = matvec_shape(units, rows, sg, sg_max);
         if q8_in {
             // A product that quantizes its input takes workgroups of 256:
-            // 4-16x fewer workgroups read the row than with 64 (H200,
-            // tg128, three rounds of one run: gemma3-270m 498-534 -> 550-564
-            // tok/s; llama-1b's o, 1,024 workgroups with 64, now under the
-            // limit with 256).
+            // where the shape gave 64, 4x fewer workgroups read the row
+            // (H200, tg128, three rounds of one run: gemma3-270m 498-534 ->
+            // 550-564 tok/s; llama-1b's o, 1,024 workgroups with 64, comes
+            // under the limit with 256).
             wg = 256;
         }
         let rows_per_group = (wg / tpr) as usize;
